@@ -1,0 +1,210 @@
+//! What a replica knows about its cluster before it hears from anyone.
+
+use super::types::{ReplicaId, View};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The delivery layer's default number of attempts per message (the first
+/// send included) before the receiver counts as disconnected.
+pub const ATTEMPTS_MAX_DEFAULT: u8 = 3;
+
+/// The default bound on log entries in one NewState message.
+pub const STATE_TRANSFER_ENTRIES_MAX_DEFAULT: u32 = 64;
+
+/// The cluster configuration and this replica's place in it.
+///
+/// Invariants: `replica_count` is odd and at least 1; `id < replica_count`;
+/// `attempts_max >= 1`; `state_transfer_entries_max >= 1`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Config {
+    /// n = 2f + 1, the number of replicas in the cluster.
+    replica_count: u8,
+    /// This replica's id.
+    id: ReplicaId,
+    /// Attempts per replica-to-replica message, the first send included,
+    /// before the receiver counts as disconnected.
+    attempts_max: u8,
+    /// At most this many log entries travel in one NewState message.
+    state_transfer_entries_max: u32,
+}
+
+/// Why a configuration was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// n must be 2f + 1 for some f >= 0.
+    ReplicaCountNotOdd(u8),
+    /// The id names no replica of the cluster.
+    UnknownReplica { id: ReplicaId, replica_count: u8 },
+    /// At least one attempt is needed to send anything.
+    AttemptsMaxZero,
+    /// State transfer must move at least one entry per message.
+    StateTransferEntriesMaxZero,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ReplicaCountNotOdd(n) => write!(
+                f,
+                "a cluster needs an odd number of replicas (2f+1), not {n}"
+            ),
+            ConfigError::UnknownReplica { id, replica_count } => write!(
+                f,
+                "replica id {id} is not in a cluster of {replica_count} (ids are 0..{replica_count})"
+            ),
+            ConfigError::AttemptsMaxZero => write!(f, "attempts_max must be at least 1"),
+            ConfigError::StateTransferEntriesMaxZero => {
+                write!(f, "state_transfer_entries_max must be at least 1")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// A configuration with the default delivery and state-transfer settings.
+    pub fn new(replica_count: u8, id: ReplicaId) -> Result<Config, ConfigError> {
+        Config::with_settings(
+            replica_count,
+            id,
+            ATTEMPTS_MAX_DEFAULT,
+            STATE_TRANSFER_ENTRIES_MAX_DEFAULT,
+        )
+    }
+
+    /// A configuration with every setting given.
+    pub fn with_settings(
+        replica_count: u8,
+        id: ReplicaId,
+        attempts_max: u8,
+        state_transfer_entries_max: u32,
+    ) -> Result<Config, ConfigError> {
+        if replica_count % 2 == 0 {
+            return Err(ConfigError::ReplicaCountNotOdd(replica_count));
+        }
+        if id.0 >= replica_count {
+            return Err(ConfigError::UnknownReplica { id, replica_count });
+        }
+        if attempts_max == 0 {
+            return Err(ConfigError::AttemptsMaxZero);
+        }
+        if state_transfer_entries_max == 0 {
+            return Err(ConfigError::StateTransferEntriesMaxZero);
+        }
+        Ok(Config {
+            replica_count,
+            id,
+            attempts_max,
+            state_transfer_entries_max,
+        })
+    }
+
+    /// The same cluster seen from another replica.
+    pub fn for_replica(self, id: ReplicaId) -> Result<Config, ConfigError> {
+        Config::with_settings(
+            self.replica_count,
+            id,
+            self.attempts_max,
+            self.state_transfer_entries_max,
+        )
+    }
+
+    /// n, the number of replicas.
+    pub fn replica_count(&self) -> u8 {
+        self.replica_count
+    }
+
+    /// f, the number of replicas that may fail: n = 2f + 1.
+    pub fn f(&self) -> usize {
+        usize::from(self.replica_count / 2)
+    }
+
+    /// f + 1, the size of every quorum.
+    pub fn quorum(&self) -> usize {
+        self.f() + 1
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// Attempts per message before the receiver counts as disconnected.
+    pub fn attempts_max(&self) -> u8 {
+        self.attempts_max
+    }
+
+    /// The bound on log entries in one NewState message.
+    pub fn state_transfer_entries_max(&self) -> u32 {
+        self.state_transfer_entries_max
+    }
+
+    /// primary(v) = v mod n (paper 4).
+    pub fn primary(&self, view: View) -> ReplicaId {
+        ReplicaId((view.0 % u64::from(self.replica_count)) as u8)
+    }
+
+    /// Whether `id` names a replica of this cluster.
+    pub fn contains(&self, id: ReplicaId) -> bool {
+        id.0 < self.replica_count
+    }
+
+    /// Every replica but this one, in id order.
+    pub fn others(&self) -> impl Iterator<Item = ReplicaId> + '_ {
+        (0..self.replica_count)
+            .map(ReplicaId)
+            .filter(move |&r| r != self.id)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?}/{} attempts_max={} state_transfer_entries_max={}",
+            self.id, self.replica_count, self.attempts_max, self.state_transfer_entries_max
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_even_replica_count_is_refused() {
+        assert_eq!(
+            Config::new(4, ReplicaId(0)),
+            Err(ConfigError::ReplicaCountNotOdd(4))
+        );
+        assert_eq!(
+            Config::new(0, ReplicaId(0)),
+            Err(ConfigError::ReplicaCountNotOdd(0))
+        );
+    }
+
+    #[test]
+    fn an_id_outside_the_cluster_is_refused() {
+        assert_eq!(
+            Config::new(3, ReplicaId(3)),
+            Err(ConfigError::UnknownReplica {
+                id: ReplicaId(3),
+                replica_count: 3
+            })
+        );
+    }
+
+    #[test]
+    fn the_primary_rotates_with_the_view() {
+        let config = Config::new(5, ReplicaId(0)).unwrap();
+        assert_eq!(config.f(), 2);
+        assert_eq!(config.quorum(), 3);
+        assert_eq!(config.primary(View(0)), ReplicaId(0));
+        assert_eq!(config.primary(View(7)), ReplicaId(2));
+        assert_eq!(
+            config.others().collect::<Vec<_>>(),
+            [1, 2, 3, 4].map(ReplicaId)
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! The delivery layer, generalized once for every replica-to-replica message
+//! (spec/protocol.md, "Delivery"): the receiver confirms each message with an
+//! Ack naming its id; the sender resends an unconfirmed message on the Resend
+//! timer, up to `attempts_max` attempts in all; after the last unconfirmed
+//! attempt it counts the receiver as disconnected and the protocol reacts.
+//! Hearing anything from a peer counts it as connected again.
+//!
+//! The layer does not de-duplicate: receivers expect duplicates, and each
+//! handler is idempotent or keeps its own cache.
+
+use super::config::Config;
+use super::io::{Effect, Timer};
+use super::message::{Ack, Envelope, Message};
+use super::replica::{Replica, Status};
+use super::state_machine::StateMachine;
+use super::types::{MessageId, ReplicaId, View};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use tracing::{debug, info, warn};
+
+/// A message awaiting its Ack.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Unconfirmed<S: StateMachine> {
+    /// The receiver.
+    pub to: ReplicaId,
+    /// Sends so far, the first included: 1 ..= attempts_max.
+    pub attempts: u8,
+    /// The message, to send again.
+    pub msg: Message<S>,
+}
+
+/// The delivery table and what it has learned about peers.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Delivery<S: StateMachine> {
+    /// The id the next message sent takes.
+    next_id: MessageId,
+    /// Messages sent and not yet confirmed, by id.
+    unconfirmed: BTreeMap<MessageId, Unconfirmed<S>>,
+    /// Peers whose last message ran out of attempts and that have not been
+    /// heard from since.
+    disconnected: BTreeSet<ReplicaId>,
+}
+
+impl<S: StateMachine> Default for Delivery<S> {
+    fn default() -> Self {
+        Delivery {
+            next_id: MessageId(0),
+            unconfirmed: BTreeMap::new(),
+            disconnected: BTreeSet::new(),
+        }
+    }
+}
+
+impl<S: StateMachine> Delivery<S> {
+    /// Messages awaiting an Ack, by id.
+    pub fn unconfirmed(&self) -> &BTreeMap<MessageId, Unconfirmed<S>> {
+        &self.unconfirmed
+    }
+
+    /// Peers currently counted as disconnected.
+    pub fn disconnected(&self) -> &BTreeSet<ReplicaId> {
+        &self.disconnected
+    }
+
+    /// Whether `peer` counts as connected.
+    pub fn is_connected(&self, peer: ReplicaId) -> bool {
+        !self.disconnected.contains(&peer)
+    }
+
+    /// Nothing to resend and every peer connected.
+    pub fn is_idle(&self) -> bool {
+        self.unconfirmed.is_empty() && self.disconnected.is_empty()
+    }
+
+    /// INV-DELIVERY-BOUNDED, for one replica.
+    pub(super) fn check(&self, config: &Config) -> Result<(), String> {
+        for (id, u) in &self.unconfirmed {
+            if *id >= self.next_id {
+                return Err(format!("unconfirmed {id:?} was never sent"));
+            }
+            if !(1..=config.attempts_max()).contains(&u.attempts) {
+                return Err(format!(
+                    "{id:?} at attempt {} of {}",
+                    u.attempts,
+                    config.attempts_max()
+                ));
+            }
+            if u.to == config.id() || !config.contains(u.to) {
+                return Err(format!("{id:?} addressed to {:?}", u.to));
+            }
+            if matches!(u.msg, Message::Ack(_)) {
+                return Err(format!("{id:?} is an Ack awaiting confirmation"));
+            }
+        }
+        if self.disconnected.contains(&config.id()) {
+            return Err("the replica counts itself disconnected".into());
+        }
+        Ok(())
+    }
+}
+
+impl<S: StateMachine> fmt::Debug for Delivery<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unconfirmed=[")?;
+        for (i, (id, u)) in self.unconfirmed.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{id:?}->{:?} {}x{}", u.to, u.msg.name(), u.attempts)?;
+        }
+        write!(f, "]")?;
+        if !self.disconnected.is_empty() {
+            write!(f, " disconnected={:?}", self.disconnected)?;
+        }
+        Ok(())
+    }
+}
+
+impl<S: StateMachine> Replica<S> {
+    /// Sends `msg` to `to` under a fresh id and keeps it until confirmed.
+    pub(super) fn send(&mut self, to: ReplicaId, msg: Message<S>, effects: &mut Vec<Effect<S>>) {
+        debug_assert!(to != self.id(), "a replica never sends to itself");
+        debug_assert!(
+            !matches!(msg, Message::Ack(_)),
+            "Acks go through acknowledge"
+        );
+        let id = self.delivery.next_id;
+        self.delivery.next_id = id.next();
+        if self.delivery.unconfirmed.is_empty() {
+            effects.push(Effect::SetTimer(Timer::Resend));
+        }
+        self.delivery.unconfirmed.insert(
+            id,
+            Unconfirmed {
+                to,
+                attempts: 1,
+                msg: msg.clone(),
+            },
+        );
+        effects.push(Effect::Send {
+            to,
+            envelope: Envelope {
+                from: self.id(),
+                id,
+                msg,
+            },
+        });
+    }
+
+    /// Sends `msg` to every other replica, each copy under its own id.
+    pub(super) fn broadcast(&mut self, msg: Message<S>, effects: &mut Vec<Effect<S>>) {
+        let others: Vec<ReplicaId> = self.config.others().collect();
+        for to in others {
+            self.send(to, msg.clone(), effects);
+        }
+    }
+
+    /// Confirms reception of message `id` to its sender.
+    pub(super) fn acknowledge(&self, to: ReplicaId, id: MessageId, effects: &mut Vec<Effect<S>>) {
+        effects.push(Effect::Send {
+            to,
+            envelope: Envelope {
+                from: self.id(),
+                id,
+                msg: Message::Ack(Ack),
+            },
+        });
+    }
+
+    /// Hearing anything from a peer counts it as connected again.
+    pub(super) fn heard_from(&mut self, peer: ReplicaId) {
+        if self.delivery.disconnected.remove(&peer) {
+            info!(replica = ?self.id(), ?peer, "peer connected again");
+        }
+    }
+
+    /// Ack: stop resending message `id`. Idempotent: an Ack for a message no
+    /// longer held (confirmed already, or forgotten with its view) is ignored.
+    pub(super) fn on_ack(&mut self, from: ReplicaId, id: MessageId, effects: &mut Vec<Effect<S>>) {
+        match self.delivery.unconfirmed.get(&id) {
+            Some(u) if u.to == from => {
+                self.delivery.unconfirmed.remove(&id);
+                if self.delivery.unconfirmed.is_empty() {
+                    effects.push(Effect::CancelTimer(Timer::Resend));
+                }
+            }
+            Some(_) => {
+                debug!(replica = ?self.id(), ?from, ?id, "ignore Ack: message was sent to another replica")
+            }
+            None => {
+                debug!(replica = ?self.id(), ?from, ?id, "ignore Ack: nothing unconfirmed under that id")
+            }
+        }
+    }
+
+    /// Messages of views older than `view` need no more resending: their
+    /// receivers discard them by the view check.
+    pub(super) fn forget_older_views(&mut self, view: View, effects: &mut Vec<Effect<S>>) {
+        let before = self.delivery.unconfirmed.len();
+        self.delivery
+            .unconfirmed
+            .retain(|_, u| u.msg.view().is_none_or(|v| v >= view));
+        if before > 0 && self.delivery.unconfirmed.is_empty() {
+            effects.push(Effect::CancelTimer(Timer::Resend));
+        }
+    }
+
+    /// Resend timer: resend every unconfirmed message with attempts left;
+    /// count the receiver of one without as disconnected and react.
+    pub(super) fn on_resend_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
+        if self.delivery.unconfirmed.is_empty() {
+            debug!(replica = ?self.id(), "ignore Resend timeout: nothing unconfirmed");
+            return;
+        }
+        let attempts_max = self.config.attempts_max();
+        let mut lost = BTreeSet::new();
+        let from = self.id();
+        self.delivery.unconfirmed.retain(|&id, u| {
+            if u.attempts >= attempts_max {
+                lost.insert(u.to);
+                return false;
+            }
+            u.attempts += 1;
+            effects.push(Effect::Send {
+                to: u.to,
+                envelope: Envelope {
+                    from,
+                    id,
+                    msg: u.msg.clone(),
+                },
+            });
+            true
+        });
+        if !self.delivery.unconfirmed.is_empty() {
+            effects.push(Effect::SetTimer(Timer::Resend));
+        }
+        for peer in lost {
+            self.on_peer_disconnected(peer, effects);
+        }
+    }
+
+    /// A peer ran out of attempts. The protocol's reaction (spec/protocol.md,
+    /// "Disconnection"): a backup that loses its primary, or a replica that
+    /// loses primary(v) while changing to view v, moves to the next view; a
+    /// primary keeps serving while f backups are connected.
+    fn on_peer_disconnected(&mut self, peer: ReplicaId, effects: &mut Vec<Effect<S>>) {
+        self.delivery.disconnected.insert(peer);
+        info!(replica = ?self.id(), ?peer, view = ?self.view, "peer disconnected");
+        match self.status {
+            Status::Normal if self.is_primary() => {
+                if self.connected_backups() < self.config.f() {
+                    warn!(replica = ?self.id(), view = ?self.view,
+                        "primary lost its quorum: new requests wait until f backups are connected");
+                }
+            }
+            Status::Normal | Status::ViewChange if peer == self.primary() => {
+                info!(replica = ?self.id(), ?peer, view = ?self.view, "primary disconnected: moving to the next view");
+                self.start_view_change(self.view.next(), effects);
+            }
+            Status::Normal | Status::ViewChange | Status::Recovering => {}
+        }
+    }
+
+    /// Backups not counted as disconnected.
+    pub(super) fn connected_backups(&self) -> usize {
+        self.config
+            .others()
+            .filter(|&r| self.delivery.is_connected(r))
+            .count()
+    }
+}

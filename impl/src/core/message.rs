@@ -1,0 +1,358 @@
+//! The paper's messages, one record each, and the envelope they travel in.
+//!
+//! The variant of [`Message`] is the message type: a receiver dispatches on it
+//! without looking inside. The sender's id is on the [`Envelope`], so no record
+//! repeats it (the paper writes it as the last field, `i`).
+
+use super::log::{Entry, Log};
+use super::state_machine::StateMachine;
+use super::types::{
+    ClientId, CommitNumber, MessageId, Nonce, OpNumber, ReplicaId, RequestNumber, View,
+};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A replica-to-replica message with the delivery layer's header.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Envelope<S: StateMachine> {
+    /// The sending replica; an Ack goes back to it.
+    pub from: ReplicaId,
+    /// Unique among the sender's messages, and the same on every resend. For
+    /// an [`Ack`], the id of the message it confirms.
+    pub id: MessageId,
+    /// The message.
+    pub msg: Message<S>,
+}
+
+impl<S: StateMachine> fmt::Debug for Envelope<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}#{:?} {:?}", self.from, self.id, self.msg)
+    }
+}
+
+/// Every message of the protocol.
+///
+/// Request and Reply pass between clients and replicas, outside any envelope:
+/// clients are not replicas and the delivery layer does not serve them (a
+/// client retries on its own timer). An envelope that carries either is
+/// dropped by its receiver. The rest pass between replicas in an [`Envelope`].
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Message<S: StateMachine> {
+    Request(Request<S>),
+    Prepare(Prepare<S>),
+    PrepareOk(PrepareOk),
+    Commit(Commit),
+    Reply(Reply<S>),
+    StartViewChange(StartViewChange),
+    DoViewChange(DoViewChange<S>),
+    StartView(StartView<S>),
+    Recovery(Recovery),
+    RecoveryResponse(RecoveryResponse<S>),
+    GetState(GetState),
+    NewState(NewState<S>),
+    Ack(Ack),
+}
+
+impl<S: StateMachine> Message<S> {
+    /// The message type's name, as the paper writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Request(_) => "Request",
+            Message::Prepare(_) => "Prepare",
+            Message::PrepareOk(_) => "PrepareOk",
+            Message::Commit(_) => "Commit",
+            Message::Reply(_) => "Reply",
+            Message::StartViewChange(_) => "StartViewChange",
+            Message::DoViewChange(_) => "DoViewChange",
+            Message::StartView(_) => "StartView",
+            Message::Recovery(_) => "Recovery",
+            Message::RecoveryResponse(_) => "RecoveryResponse",
+            Message::GetState(_) => "GetState",
+            Message::NewState(_) => "NewState",
+            Message::Ack(_) => "Ack",
+        }
+    }
+
+    /// The view the message belongs to, for those that have one. The delivery
+    /// layer stops resending a message once its sender has left its view.
+    pub fn view(&self) -> Option<View> {
+        match self {
+            Message::Prepare(m) => Some(m.view),
+            Message::PrepareOk(m) => Some(m.view),
+            Message::Commit(m) => Some(m.view),
+            Message::Reply(m) => Some(m.view),
+            Message::StartViewChange(m) => Some(m.view),
+            Message::DoViewChange(m) => Some(m.view),
+            Message::StartView(m) => Some(m.view),
+            Message::RecoveryResponse(m) => Some(m.view),
+            Message::GetState(m) => Some(m.view),
+            Message::NewState(m) => Some(m.view),
+            Message::Request(_) | Message::Recovery(_) | Message::Ack(_) => None,
+        }
+    }
+}
+
+impl<S: StateMachine> fmt::Debug for Message<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::Request(m) => m.fmt(f),
+            Message::Prepare(m) => m.fmt(f),
+            Message::PrepareOk(m) => m.fmt(f),
+            Message::Commit(m) => m.fmt(f),
+            Message::Reply(m) => m.fmt(f),
+            Message::StartViewChange(m) => m.fmt(f),
+            Message::DoViewChange(m) => m.fmt(f),
+            Message::StartView(m) => m.fmt(f),
+            Message::Recovery(m) => m.fmt(f),
+            Message::RecoveryResponse(m) => m.fmt(f),
+            Message::GetState(m) => m.fmt(f),
+            Message::NewState(m) => m.fmt(f),
+            Message::Ack(m) => m.fmt(f),
+        }
+    }
+}
+
+/// Request(op, c, s): client `c` asks for `op` as its request `s` (paper 4.1
+/// step 1). Sent to the primary it knows, and to every replica on a retry.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Request<S: StateMachine> {
+    /// The operation to execute.
+    pub operation: S::Operation,
+    /// The client asking.
+    pub client: ClientId,
+    /// The client's number for this request; one greater than its last.
+    pub request: RequestNumber,
+}
+
+/// Prepare(v, m, n, k): the primary of view `v` asks the backups to place `m`
+/// at op-number `n`; `k` is its commit-number (paper 4.1 step 3).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Prepare<S: StateMachine> {
+    /// The primary's view-number.
+    pub view: View,
+    /// The op-number the entry takes.
+    pub op: OpNumber,
+    /// The client's request, as it goes into the log.
+    pub entry: Entry<S>,
+    /// The primary's commit-number.
+    pub commit: CommitNumber,
+}
+
+/// PrepareOk(v, n, i): the sender, a backup in view `v`, has every entry up to
+/// and including op-number `n` of this view's log (paper 4.1 step 4).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PrepareOk {
+    /// The backup's view-number.
+    pub view: View,
+    /// The backup's op-number: the highest entry it holds.
+    pub op: OpNumber,
+}
+
+/// Commit(v, k): the primary of view `v` has committed up to `k`. Sent when the
+/// primary has sent no Prepare for a while, so it doubles as a heartbeat
+/// (paper 4.1 step 6).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Commit {
+    /// The primary's view-number.
+    pub view: View,
+    /// The primary's commit-number.
+    pub commit: CommitNumber,
+}
+
+/// Reply(v, s, x): the result `x` of client request `s`, executed by the
+/// primary of view `v` (paper 4.1 step 5).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Reply<S: StateMachine> {
+    /// The replying primary's view-number, so the client learns the primary.
+    pub view: View,
+    /// The client the reply is for.
+    pub client: ClientId,
+    /// The request it answers.
+    pub request: RequestNumber,
+    /// What executing the request returned.
+    pub output: S::Output,
+}
+
+/// StartViewChange(v, i): the sender has moved to view `v` and stopped normal
+/// operation in its old view (paper 4.2 step 1).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StartViewChange {
+    /// The view the sender is changing to.
+    pub view: View,
+}
+
+/// DoViewChange(v, l, v', n, k, i): sent to primary(v) by a replica that has
+/// StartViewChange for `v` from f others (paper 4.2 step 2). The paper's `n` is
+/// the op-number of `log` and is not sent apart from it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct DoViewChange<S: StateMachine> {
+    /// The view being changed to.
+    pub view: View,
+    /// The sender's whole log.
+    pub log: Log<S>,
+    /// v': the latest view in which the sender's status was Normal.
+    pub last_normal_view: View,
+    /// The sender's commit-number.
+    pub commit: CommitNumber,
+}
+
+/// StartView(v, l, n, k): primary(v) has formed view `v` with this log and
+/// commit-number (paper 4.2 step 3); `n` is the op-number of `log`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct StartView<S: StateMachine> {
+    /// The new view.
+    pub view: View,
+    /// The log the new primary chose.
+    pub log: Log<S>,
+    /// The new primary's commit-number.
+    pub commit: CommitNumber,
+}
+
+/// Recovery(i, x): the sender restarted, lost its state, and asks the others
+/// for it; `x` is this recovery's nonce (paper 4.3 step 1).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Recovery {
+    /// Echoed in every answer.
+    pub nonce: Nonce,
+}
+
+/// RecoveryResponse(v, x, l, n, k, j): a replica in Normal status answers a
+/// Recovery; only the primary of `v` sends its log and numbers (paper 4.3
+/// step 2).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct RecoveryResponse<S: StateMachine> {
+    /// The sender's view-number.
+    pub view: View,
+    /// The nonce of the Recovery this answers.
+    pub nonce: Nonce,
+    /// The primary's log and commit-number; `None` from a backup.
+    pub primary: Option<PrimaryState<S>>,
+}
+
+/// What the primary adds to its RecoveryResponse: the paper's `l`, `n`, `k`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct PrimaryState<S: StateMachine> {
+    /// The primary's log (its op-number is the log's).
+    pub log: Log<S>,
+    /// The primary's commit-number.
+    pub commit: CommitNumber,
+}
+
+/// GetState(v, n, i): the sender, in view `v`, holds entries up to `n` and asks
+/// for those after it (paper 5.2).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GetState {
+    /// The asker's view-number; only a replica in Normal status in it answers.
+    pub view: View,
+    /// The asker's op-number.
+    pub op: OpNumber,
+}
+
+/// NewState(v, l, n, k): the entries after `after` (at most the configured
+/// bound), and the sender's op-number `op` and commit-number `commit` (paper
+/// 5.2). The asker asks again while `op` is beyond what it holds.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct NewState<S: StateMachine> {
+    /// The sender's view-number.
+    pub view: View,
+    /// The op-number the entries follow: the GetState's `op`.
+    pub after: OpNumber,
+    /// The entries at op-numbers `after + 1`, `after + 2`, ...
+    pub entries: Vec<Entry<S>>,
+    /// The sender's op-number.
+    pub op: OpNumber,
+    /// The sender's commit-number.
+    pub commit: CommitNumber,
+}
+
+/// Ack: the delivery layer's confirmation that the envelope with this
+/// envelope's id arrived. Never itself confirmed.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Ack;
+
+macro_rules! debug_as {
+    ($ty:ident $(<$s:ident>)?, |$m:ident, $f:ident| $body:expr) => {
+        impl$(<$s: StateMachine>)? fmt::Debug for $ty$(<$s>)? {
+            fn fmt(&self, $f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let $m = self;
+                $body
+            }
+        }
+    };
+}
+
+debug_as!(Request<S>, |m, f| write!(
+    f,
+    "Request({:?}, {:?}, {:?})",
+    m.operation, m.client, m.request
+));
+debug_as!(Prepare<S>, |m, f| write!(
+    f,
+    "Prepare({:?}, {:?}, {:?}, {:?})",
+    m.view, m.op, m.entry, m.commit
+));
+debug_as!(PrepareOk, |m, f| write!(
+    f,
+    "PrepareOk({:?}, {:?})",
+    m.view, m.op
+));
+debug_as!(Commit, |m, f| write!(
+    f,
+    "Commit({:?}, {:?})",
+    m.view, m.commit
+));
+debug_as!(Reply<S>, |m, f| write!(
+    f,
+    "Reply({:?}, {:?}, {:?}, {:?})",
+    m.view, m.client, m.request, m.output
+));
+debug_as!(StartViewChange, |m, f| write!(
+    f,
+    "StartViewChange({:?})",
+    m.view
+));
+debug_as!(DoViewChange<S>, |m, f| write!(
+    f,
+    "DoViewChange({:?}, {:?}, last_normal={:?}, {:?})",
+    m.view, m.log, m.last_normal_view, m.commit
+));
+debug_as!(StartView<S>, |m, f| write!(
+    f,
+    "StartView({:?}, {:?}, {:?})",
+    m.view, m.log, m.commit
+));
+debug_as!(Recovery, |m, f| write!(f, "Recovery({:?})", m.nonce));
+debug_as!(RecoveryResponse<S>, |m, f| match &m.primary {
+    Some(p) => write!(
+        f,
+        "RecoveryResponse({:?}, {:?}, {:?}, {:?})",
+        m.view, m.nonce, p.log, p.commit
+    ),
+    None => write!(f, "RecoveryResponse({:?}, {:?})", m.view, m.nonce),
+});
+debug_as!(PrimaryState<S>, |m, f| write!(
+    f,
+    "{:?} {:?}",
+    m.log, m.commit
+));
+debug_as!(GetState, |m, f| write!(
+    f,
+    "GetState({:?}, {:?})",
+    m.view, m.op
+));
+debug_as!(NewState<S>, |m, f| write!(
+    f,
+    "NewState({:?}, after={:?}, {:?}, {:?}, {:?})",
+    m.view, m.after, m.entries, m.op, m.commit
+));
+debug_as!(Ack, |_m, f| write!(f, "Ack"));

@@ -1,0 +1,39 @@
+//! The protocol core: sans-IO and deterministic.
+//!
+//! No sockets, clocks, threads or random numbers: time arrives as
+//! [`Input::Timeout`], the recovery nonce as an argument of
+//! [`Replica::restart`], and everything the replica must do leaves as
+//! [`Effect`]s. One module per sub-protocol.
+
+mod client_table;
+mod config;
+mod delivery;
+mod invariants;
+mod io;
+mod log;
+mod message;
+mod normal;
+mod recovery;
+mod replica;
+mod state_machine;
+mod state_transfer;
+mod types;
+mod view_change;
+
+pub use client_table::{ClientRecord, ClientTable};
+pub use config::{ATTEMPTS_MAX_DEFAULT, Config, ConfigError, STATE_TRANSFER_ENTRIES_MAX_DEFAULT};
+pub use delivery::{Delivery, Unconfirmed};
+pub use invariants::{ReplicaCheck, Violation, replica_invariants};
+pub use io::{Effect, Input, Timer};
+pub use log::{Entry, Log};
+pub use message::{
+    Ack, Commit, DoViewChange, Envelope, GetState, Message, NewState, Prepare, PrepareOk,
+    PrimaryState, Recovery, RecoveryResponse, Reply, Request, StartView, StartViewChange,
+};
+pub use recovery::RecoveryProgress;
+pub use replica::{Replica, Status};
+pub use state_machine::StateMachine;
+pub use types::{
+    ClientId, CommitNumber, MessageId, Nonce, OpNumber, ReplicaId, RequestNumber, View,
+};
+pub use view_change::{Candidate, ViewChangeCaches};

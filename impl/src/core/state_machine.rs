@@ -1,0 +1,24 @@
+//! The replicated application, as the protocol sees it.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+/// A deterministic state machine: the same operations applied in the same
+/// order from the same initial state give the same outputs and the same state
+/// on every replica. The protocol orders the operations; the state machine
+/// only applies them.
+///
+/// The bounds let a replica's state be cloned, compared and hashed by the model
+/// checker, and operations and outputs travel on the wire.
+pub trait StateMachine: Clone + Debug + Default + Eq + Hash {
+    /// An operation a client asks for.
+    type Operation: Clone + Debug + Eq + Ord + Hash + Serialize + DeserializeOwned;
+    /// What applying an operation returns to the client.
+    type Output: Clone + Debug + Eq + Ord + Hash + Serialize + DeserializeOwned;
+
+    /// Applies one committed operation. Must be deterministic: no clocks, no
+    /// randomness, no I/O.
+    fn apply(&mut self, operation: &Self::Operation) -> Self::Output;
+}

@@ -1,0 +1,107 @@
+//! The protocol's numbers. Each means one thing, so each has its own type: a
+//! view-number cannot be compared with an op-number by mistake.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! number {
+    ($(#[$doc:meta])* $name:ident($inner:ty), $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub $inner);
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+number!(
+    /// A replica's index in the configuration. The order of ids is the order in
+    /// which replicas become primary: primary(v) = v mod n.
+    ReplicaId(u8), "r"
+);
+number!(
+    /// The view-number: which view (and so which primary) a replica is in.
+    View(u64), "v"
+);
+number!(
+    /// The op-number: the position of an entry in the log, counted from 1. The
+    /// op-number of a replica is the position of its latest entry (0 when empty).
+    OpNumber(u64), "op"
+);
+number!(
+    /// The commit-number: the op-number of the most recently committed entry.
+    /// Every entry at or below it is committed, and executed.
+    CommitNumber(u64), "c"
+);
+number!(
+    /// A client's identity, chosen by the client and unique among clients.
+    ClientId(u64), "client"
+);
+number!(
+    /// A client's request-number: each client numbers its requests 1, 2, 3, ...
+    RequestNumber(u64), "req"
+);
+number!(
+    /// Identifies a replica-to-replica message for the delivery layer: the
+    /// receiver's Ack names it, and every resend of a message keeps its id.
+    /// Ids are chosen by the sender and unique among its own messages.
+    MessageId(u64), "m"
+);
+number!(
+    /// The number a recovering replica puts in its Recovery message so that it
+    /// can tell the answers to this recovery from those to an earlier one.
+    Nonce(u64), "nonce"
+);
+
+impl View {
+    /// The view after this one.
+    pub fn next(self) -> View {
+        View(self.0 + 1)
+    }
+}
+
+impl OpNumber {
+    /// The op-number after this one.
+    pub fn next(self) -> OpNumber {
+        OpNumber(self.0 + 1)
+    }
+
+    /// The commit-number that commits every entry up to and including this one.
+    pub fn as_commit(self) -> CommitNumber {
+        CommitNumber(self.0)
+    }
+}
+
+impl CommitNumber {
+    /// The op-number of the entry this commit-number points at.
+    pub fn as_op(self) -> OpNumber {
+        OpNumber(self.0)
+    }
+}
+
+impl MessageId {
+    /// The id after this one.
+    pub fn next(self) -> MessageId {
+        MessageId(self.0 + 1)
+    }
+}
+
+impl RequestNumber {
+    /// The request-number after this one.
+    pub fn next(self) -> RequestNumber {
+        RequestNumber(self.0 + 1)
+    }
+}

@@ -1,0 +1,11 @@
+//! vr: Viewstamped Replication (Liskov and Cowling, "Viewstamped Replication
+//! Revisited", 2012).
+//!
+//! - [`core`]: the protocol, sans-IO and deterministic, shared by the model
+//!   checker, the simulator and the runtime.
+//! - [`app`]: state machines to replicate, a key-value store among them.
+//!
+//! The protocol as implemented is specified in `spec/` at the repository root.
+
+pub mod app;
+pub mod core;

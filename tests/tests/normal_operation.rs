@@ -1,0 +1,128 @@
+//! Normal operation (paper 4.1): scenario tests on the in-memory harness.
+
+use vr::app::KvOutput;
+use vr::core::{CommitNumber, OpNumber, ReplicaId, Status, Timer, View};
+use vr_tests::harness::{Cluster, between, get, is, put};
+
+#[test]
+fn a_request_commits_and_its_reply_reaches_the_client() {
+    let mut cluster = Cluster::new(3);
+    let output = cluster.commit(0, 7, 1, put("x", "1"));
+    assert_eq!(output, KvOutput::Stored);
+    let primary = cluster.replica(0);
+    assert_eq!(primary.op_number(), OpNumber(1));
+    assert_eq!(primary.commit_number(), CommitNumber(1));
+    assert_eq!(primary.app().get("x"), Some("1"));
+    // The backups hold the entry; they learn the commit from the next Prepare
+    // or Commit.
+    for id in [1, 2] {
+        assert_eq!(cluster.replica(id).op_number(), OpNumber(1));
+        assert_eq!(cluster.replica(id).commit_number(), CommitNumber(0));
+    }
+    cluster.fire(0, Timer::Heartbeat);
+    cluster.deliver_all();
+    for id in [1, 2] {
+        assert_eq!(cluster.replica(id).commit_number(), CommitNumber(1));
+        assert_eq!(cluster.replica(id).app().get("x"), Some("1"));
+    }
+    let reply = cluster.replies.last().expect("a reply");
+    assert_eq!(reply.view, View(0));
+}
+
+#[test]
+fn the_primary_commits_with_f_prepare_oks_and_not_before() {
+    let mut cluster = Cluster::new(5);
+    cluster.request(0, 1, 1, put("x", "1"));
+    // Only one of the two PrepareOks needed (f = 2) reaches the primary.
+    cluster.deliver_first(|m| is(m, "Prepare") && m.to == ReplicaId(1));
+    cluster.deliver_first(|m| is(m, "PrepareOk") && between(m, 1, 0));
+    assert_eq!(cluster.replica(0).commit_number(), CommitNumber(0));
+    assert!(cluster.replies.is_empty());
+    cluster.deliver_first(|m| is(m, "Prepare") && m.to == ReplicaId(2));
+    cluster.deliver_first(|m| is(m, "PrepareOk") && between(m, 2, 0));
+    assert_eq!(cluster.replica(0).commit_number(), CommitNumber(1));
+    assert_eq!(cluster.replies_to(1, 1), [&KvOutput::Stored]);
+}
+
+#[test]
+fn a_repeated_request_gets_the_stored_reply_and_executes_once() {
+    let mut cluster = Cluster::new(3);
+    cluster.commit(0, 7, 1, put("x", "1"));
+    assert_eq!(
+        cluster.commit(0, 7, 2, get("x")),
+        KvOutput::Value(Some("1".into()))
+    );
+    cluster.commit(0, 8, 1, put("x", "2"));
+    // Client 7 repeats request 2: it gets the stored reply, not a new read.
+    assert_eq!(
+        cluster.commit(0, 7, 2, get("x")),
+        KvOutput::Value(Some("1".into()))
+    );
+    assert_eq!(cluster.replica(0).op_number(), OpNumber(3));
+    let record = cluster
+        .replica(0)
+        .client_table()
+        .get(vr::core::ClientId(7))
+        .unwrap();
+    assert_eq!(record.request.0, 2);
+}
+
+#[test]
+fn an_older_request_and_a_request_in_progress_are_dropped() {
+    let mut cluster = Cluster::new(3);
+    cluster.commit(0, 7, 1, put("x", "1"));
+    cluster.commit(0, 7, 2, put("x", "2"));
+    cluster.request(0, 7, 1, put("x", "old"));
+    cluster.deliver_all();
+    assert!(
+        cluster.replies_to(7, 1).len() == 1,
+        "no new reply to the old request"
+    );
+    // Request 3 is prepared but not committed; its retry is not prepared twice.
+    cluster.request(0, 7, 3, put("x", "3"));
+    cluster.request(0, 7, 3, put("x", "3"));
+    assert_eq!(cluster.replica(0).op_number(), OpNumber(3));
+    cluster.deliver_all();
+    assert_eq!(cluster.replies_to(7, 3), [&KvOutput::Stored]);
+    assert_eq!(cluster.replica(0).app().get("x"), Some("3"));
+}
+
+#[test]
+fn a_backup_drops_client_requests() {
+    let mut cluster = Cluster::new(3);
+    cluster.request(1, 7, 1, put("x", "1"));
+    assert!(cluster.network.is_empty());
+    assert_eq!(cluster.replica(1).op_number(), OpNumber(0));
+}
+
+#[test]
+fn a_backup_accepts_prepares_only_in_order() {
+    let mut cluster = Cluster::new(3);
+    cluster.request(0, 1, 1, put("a", "1"));
+    cluster.request(0, 1, 2, put("b", "2"));
+    // Replica 1 sees op 2 before op 1: it does not append it, and asks for
+    // the state it lacks instead.
+    cluster.deliver_first(|m| {
+        is(m, "Prepare")
+            && m.to == ReplicaId(1)
+            && matches!(&m.envelope.msg, vr::core::Message::Prepare(p) if p.op == OpNumber(2))
+    });
+    assert_eq!(cluster.replica(1).op_number(), OpNumber(0));
+    assert!(
+        cluster
+            .network
+            .iter()
+            .any(|m| is(m, "GetState") && between(m, 1, 0))
+    );
+    cluster.deliver_all();
+    assert_eq!(cluster.replica(1).op_number(), OpNumber(2));
+    assert_eq!(cluster.replica(0).commit_number(), CommitNumber(2));
+}
+
+#[test]
+fn a_single_replica_cluster_commits_alone() {
+    let mut cluster = Cluster::new(1);
+    assert_eq!(cluster.commit(0, 1, 1, put("x", "1")), KvOutput::Stored);
+    assert_eq!(cluster.replica(0).commit_number(), CommitNumber(1));
+    assert_eq!(cluster.replica(0).status(), Status::Normal);
+}

@@ -1,0 +1,97 @@
+//! State transfer (paper 5.2): a replica behind in its view fetches the log it
+//! lacks, in bounded chunks.
+
+use vr::core::{CommitNumber, Config, Message, OpNumber, ReplicaId, Status, Timer, View};
+use vr_tests::harness::{Cluster, is, put};
+
+#[test]
+fn a_backup_that_missed_many_operations_catches_up_through_several_bounded_new_state_messages() {
+    let config = Config::with_settings(3, ReplicaId(0), 3, 4).unwrap();
+    let mut cluster = Cluster::with_config(config);
+    cluster.isolate(2);
+    for i in 1..=10 {
+        cluster.commit(0, 1, i, put("k", &i.to_string()));
+    }
+    cluster.heal();
+    assert_eq!(cluster.replica(2).op_number(), OpNumber(0));
+    // The next Prepare shows replica 2 a gap.
+    cluster.commit(0, 1, 11, put("k", "11"));
+    let r = cluster.replica(2);
+    assert_eq!(r.op_number(), OpNumber(11));
+    let chunks: Vec<usize> = cluster
+        .delivered
+        .iter()
+        .filter_map(|m| match &m.envelope.msg {
+            Message::NewState(n) if m.to == ReplicaId(2) => Some(n.entries.len()),
+            _ => None,
+        })
+        .collect();
+    assert!(chunks.len() >= 3, "several NewState messages: {chunks:?}");
+    assert!(
+        chunks.iter().all(|&n| n <= 4),
+        "each within the bound: {chunks:?}"
+    );
+    cluster.fire(0, Timer::Heartbeat);
+    cluster.deliver_all();
+    let r = cluster.replica(2);
+    assert_eq!(r.commit_number(), CommitNumber(11));
+    assert_eq!(r.app().get("k"), Some("11"));
+    assert_eq!(r.log(), cluster.replica(0).log());
+}
+
+#[test]
+fn a_duplicated_new_state_is_harmless() {
+    let mut cluster = Cluster::new(3);
+    cluster.isolate(2);
+    cluster.commit(0, 1, 1, put("a", "1"));
+    cluster.heal();
+    cluster.fire(0, Timer::Heartbeat);
+    cluster.deliver_all();
+    let new_state = cluster
+        .delivered
+        .iter()
+        .find(|m| is(m, "NewState"))
+        .cloned()
+        .expect("a NewState was delivered");
+    let before = cluster.replica(2).clone();
+    cluster.deliver_one(new_state);
+    assert_eq!(cluster.replica(2), &before);
+}
+
+#[test]
+fn a_replica_that_learns_of_a_newer_view_truncates_uncommitted_entries_before_transferring() {
+    let mut cluster = Cluster::new(5);
+    cluster.commit(0, 1, 1, put("a", "1"));
+    cluster.fire(0, Timer::Heartbeat);
+    cluster.deliver_all();
+    // Replica 0 prepares "b" at op 2 only at replica 4; both are then cut off.
+    cluster.request(0, 1, 2, put("b", "2"));
+    cluster.deliver_while(|m| m.to == ReplicaId(4) && is(m, "Prepare"));
+    assert_eq!(cluster.replica(4).op_number(), OpNumber(2));
+    cluster.isolate(0);
+    cluster.isolate(4);
+    // View 1 forms from replicas 1, 2, 3, without "b", and commits "c" at op 2.
+    cluster.fire(1, Timer::PrimaryTimeout);
+    cluster.deliver_all();
+    assert_eq!(
+        (cluster.replica(1).status(), cluster.replica(1).view()),
+        (Status::Normal, View(1))
+    );
+    cluster.commit(1, 2, 1, put("c", "3"));
+    // Replica 4, still in view 0 with "b" uncommitted at op 2, hears of view 1.
+    cluster.heal();
+    cluster.fire(1, Timer::Heartbeat);
+    cluster.deliver_first(|m| is(m, "Commit") && m.to == ReplicaId(4));
+    let r = cluster.replica(4);
+    assert_eq!((r.status(), r.view()), (Status::Normal, View(1)));
+    assert_eq!(
+        r.op_number(),
+        OpNumber(1),
+        "\"b\", above the commit-number, dropped"
+    );
+    cluster.deliver_all();
+    let r = cluster.replica(4);
+    assert_eq!(r.log(), cluster.replica(1).log());
+    assert_eq!(r.commit_number(), CommitNumber(2));
+    assert_eq!((r.app().get("b"), r.app().get("c")), (None, Some("3")));
+}

@@ -52,6 +52,14 @@ impl<S: StateMachine> Default for Delivery<S> {
 }
 
 impl<S: StateMachine> Delivery<S> {
+    /// An empty table whose first message takes id `first`.
+    pub(super) fn starting_at(first: MessageId) -> Delivery<S> {
+        Delivery {
+            next_id: first,
+            ..Delivery::default()
+        }
+    }
+
     /// Messages awaiting an Ack, by id.
     pub fn unconfirmed(&self) -> &BTreeMap<MessageId, Unconfirmed<S>> {
         &self.unconfirmed
@@ -192,12 +200,14 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Messages of views older than `view` need no more resending: their
-    /// receivers discard them by the view check.
+    /// receivers discard them by the view check. Nor do Recovery messages,
+    /// once a replica is in a view: they are answered only while recovering.
     pub(super) fn forget_older_views(&mut self, view: View, effects: &mut Vec<Effect<S>>) {
         let before = self.delivery.unconfirmed.len();
-        self.delivery
-            .unconfirmed
-            .retain(|_, u| u.msg.view().is_none_or(|v| v >= view));
+        self.delivery.unconfirmed.retain(|_, u| match u.msg.view() {
+            Some(v) => v >= view,
+            None => !matches!(u.msg, Message::Recovery(_)),
+        });
         if before > 0 && self.delivery.unconfirmed.is_empty() {
             effects.push(Effect::CancelTimer(Timer::Resend));
         }

@@ -87,6 +87,14 @@ fn caches_cleared<S: StateMachine>(r: &Replica<S>) -> Result<(), String> {
     if r.status != Status::ViewChange && !r.view_change.is_empty() {
         return Err(format!("{:?} with caches {:?}", r.status, r.view_change));
     }
+    if let Some(catch_up) = &r.catch_up
+        && (r.status != Status::ViewChange || catch_up.op_number() < r.commit.as_op())
+    {
+        return Err(format!(
+            "{:?} with {catch_up:?} at commit {:?}",
+            r.status, r.commit
+        ));
+    }
     if r.view_change
         .start_view_change_from()
         .any(|from| from == r.id())

@@ -152,15 +152,19 @@ pub struct PrepareOk {
     pub op: OpNumber,
 }
 
-/// Commit(v, k): the primary of view `v` has committed up to `k`. Sent when the
-/// primary has sent no Prepare for a while, so it doubles as a heartbeat
-/// (paper 4.1 step 6).
+/// Commit(v, k, n): the primary of view `v` has committed up to `k` and holds
+/// entries up to `n`. Sent when the primary has sent no Prepare for a while,
+/// so it doubles as a heartbeat (paper 4.1 step 6). The paper's Commit has no
+/// `n`; with it a backup that missed the last Prepares asks for them even
+/// when no new Prepare comes to show it a gap.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Commit {
     /// The primary's view-number.
     pub view: View,
     /// The primary's commit-number.
     pub commit: CommitNumber,
+    /// The primary's op-number.
+    pub op: OpNumber,
 }
 
 /// Reply(v, s, x): the result `x` of client request `s`, executed by the
@@ -308,8 +312,8 @@ debug_as!(PrepareOk, |m, f| write!(
 ));
 debug_as!(Commit, |m, f| write!(
     f,
-    "Commit({:?}, {:?})",
-    m.view, m.commit
+    "Commit({:?}, {:?}, {:?})",
+    m.view, m.commit, m.op
 ));
 debug_as!(Reply<S>, |m, f| write!(
     f,

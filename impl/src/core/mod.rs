@@ -33,6 +33,7 @@ pub use message::{
 pub use recovery::RecoveryProgress;
 pub use replica::{Replica, Status};
 pub use state_machine::StateMachine;
+pub use state_transfer::CatchUp;
 pub use types::{
     ClientId, CommitNumber, MessageId, Nonce, OpNumber, ReplicaId, RequestNumber, View,
 };

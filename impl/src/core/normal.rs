@@ -174,7 +174,9 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Commit (paper 4.1 step 7): a backup learns the primary's commit-number,
-    /// and that the primary is alive. Idempotent.
+    /// and that the primary is alive; if the primary holds entries it lacks,
+    /// it asks for them (paper 5.2). As for Prepare, a Commit of a view this
+    /// replica has not started shows that it must catch up. Idempotent.
     pub(super) fn on_commit(
         &mut self,
         from: ReplicaId,
@@ -193,8 +195,8 @@ impl<S: StateMachine> Replica<S> {
             self.status == Status::Normal && commit.view == self.view && !self.is_primary()
         );
         effects.push(Effect::SetTimer(Timer::PrimaryTimeout));
-        if commit.commit.as_op() > self.op_number() {
-            debug!(replica = ?self.id(), op = ?self.op_number(), commit = ?commit.commit, "behind the commit-number: state transfer");
+        if commit.op > self.op_number() {
+            debug!(replica = ?self.id(), op = ?self.op_number(), primary_op = ?commit.op, "behind the primary: state transfer");
             self.request_state(from, effects);
         }
         self.commit_learned(commit.commit, effects);
@@ -234,6 +236,7 @@ impl<S: StateMachine> Replica<S> {
         let commit = Commit {
             view: self.view,
             commit: self.commit,
+            op: self.op_number(),
         };
         self.broadcast(Message::Commit(commit), effects);
         effects.push(Effect::SetTimer(Timer::Heartbeat));

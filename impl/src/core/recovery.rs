@@ -3,7 +3,7 @@
 
 use super::io::{Effect, Timer};
 use super::log::Log;
-use super::message::{Message, PrepareOk, PrimaryState, Recovery, RecoveryResponse};
+use super::message::{Message, PrimaryState, Recovery, RecoveryResponse};
 use super::replica::{Replica, Status};
 use super::state_machine::StateMachine;
 use super::types::{CommitNumber, Nonce, ReplicaId, View};
@@ -150,18 +150,8 @@ impl<S: StateMachine> Replica<S> {
     ) {
         info!(replica = ?self.id(), ?view, op = ?log.op_number(), ?commit, "recovered");
         self.recovery = None;
-        self.log = log;
         effects.push(Effect::CancelTimer(Timer::RecoveryRetry));
-        self.enter_view(view, Status::Normal, effects);
-        self.commit_up_to(commit, effects);
-        if self.op_number() > self.commit.as_op() {
-            let ok = PrepareOk {
-                view,
-                op: self.op_number(),
-            };
-            let primary = self.primary();
-            self.send(primary, Message::PrepareOk(ok), effects);
-        }
+        self.begin_view_as_backup(view, log, commit, effects);
     }
 
     /// Recovery-retry timer: too few answers came; ask everyone again with the

@@ -14,7 +14,8 @@ use super::log::Log;
 use super::message::{Envelope, Message, Recovery};
 use super::recovery::RecoveryProgress;
 use super::state_machine::StateMachine;
-use super::types::{CommitNumber, Nonce, OpNumber, ReplicaId, View};
+use super::state_transfer::CatchUp;
+use super::types::{CommitNumber, MessageId, Nonce, OpNumber, ReplicaId, View};
 use super::view_change::ViewChangeCaches;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -66,6 +67,9 @@ pub struct Replica<S: StateMachine> {
     pub(super) view_change: ViewChangeCaches<S>,
     /// The recovery under way, while Recovering.
     pub(super) recovery: Option<RecoveryProgress<S>>,
+    /// The catch-up to a view that started without this replica, while in
+    /// ViewChange status in that view.
+    pub(super) catch_up: Option<CatchUp<S>>,
     /// Unconfirmed messages and peer connectivity.
     pub(super) delivery: Delivery<S>,
     /// The application, with every committed operation applied.
@@ -95,10 +99,10 @@ impl<S: StateMachine> Replica<S> {
             Status::Recovering,
             Some(RecoveryProgress::new(nonce)),
         );
-        let others: Vec<ReplicaId> = config.others().collect();
-        for to in others {
-            replica.send(to, Message::Recovery(Recovery { nonce }), effects);
-        }
+        // Ids of this incarnation start apart from the last one's, so a late
+        // Ack to a message sent before the crash confirms nothing now.
+        replica.delivery = Delivery::starting_at(MessageId(nonce.0 << 32));
+        replica.broadcast(Message::Recovery(Recovery { nonce }), effects);
         effects.push(Effect::SetTimer(Timer::RecoveryRetry));
         replica
     }
@@ -115,6 +119,7 @@ impl<S: StateMachine> Replica<S> {
             prepare_oks: BTreeMap::new(),
             view_change: ViewChangeCaches::default(),
             recovery,
+            catch_up: None,
             delivery: Delivery::default(),
             app: S::default(),
         }
@@ -141,6 +146,10 @@ impl<S: StateMachine> Replica<S> {
         let Envelope { from, id, msg } = envelope;
         if !self.config.contains(from) || from == self.config.id() {
             debug!(replica = ?self.id(), ?from, "ignore envelope: sender is not another replica of the cluster");
+            return;
+        }
+        if msg.view() == Some(View(u64::MAX)) {
+            debug!(replica = ?self.id(), ?from, "ignore envelope: view-number out of range");
             return;
         }
         self.heard_from(from);
@@ -224,6 +233,7 @@ impl<S: StateMachine> Replica<S> {
         }
         self.view_change.clear();
         self.prepare_oks.clear();
+        self.catch_up = None;
         self.forget_older_views(view, effects);
         let (set, cancel): (&[Timer], &[Timer]) = match status {
             Status::ViewChange => (
@@ -304,6 +314,11 @@ impl<S: StateMachine> Replica<S> {
         self.recovery.as_ref()
     }
 
+    /// The catch-up to a newer view under way, if any.
+    pub fn catch_up(&self) -> Option<&CatchUp<S>> {
+        self.catch_up.as_ref()
+    }
+
     /// The application state: every committed operation applied in order.
     pub fn app(&self) -> &S {
         &self.app
@@ -338,6 +353,9 @@ impl<S: StateMachine> fmt::Debug for Replica<S> {
         }
         if let Some(recovery) = &self.recovery {
             write!(f, " {recovery:?}")?;
+        }
+        if let Some(catch_up) = &self.catch_up {
+            write!(f, " {catch_up:?}")?;
         }
         if !self.delivery.is_idle() {
             write!(f, " {:?}", self.delivery)?;

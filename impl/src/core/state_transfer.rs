@@ -1,19 +1,57 @@
 //! State transfer (paper 5.2; spec/protocol.md, "State transfer"): a replica
-//! that is behind in its view fetches the entries it lacks, in bounded chunks.
+//! that is behind fetches the entries it lacks, in bounded chunks.
+//!
+//! Two cases. A backup in Normal status that lacks entries of its own view
+//! appends them as they come: its log is a prefix of the primary's. A replica
+//! that learns that a newer view (or the view it is changing to) has started
+//! without it catches up: it fetches the new view's log after its
+//! commit-number into a staging area and installs it whole, as if from
+//! StartView. Until then it keeps its old log and last-normal-view: a replica
+//! that claimed the new view with a log cut back to its commit-number could
+//! win the next view change with a log lacking committed entries.
 
-use super::io::Effect;
+use super::io::{Effect, Timer};
+use super::log::{Entry, Log};
 use super::message::{GetState, Message, NewState, PrepareOk};
 use super::replica::{Replica, Status};
 use super::state_machine::StateMachine;
-use super::types::{ReplicaId, View};
+use super::types::{CommitNumber, OpNumber, ReplicaId, View};
+use std::fmt;
 use tracing::{debug, info};
+
+/// A catch-up under way: the new view's entries after `base`, as fetched.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CatchUp<S: StateMachine> {
+    /// The commit-number when the catch-up began; entries up to it are
+    /// committed and so the same in the new view's log.
+    base: CommitNumber,
+    /// The new view's entries at op-numbers base + 1, base + 2, ...
+    entries: Vec<Entry<S>>,
+}
+
+impl<S: StateMachine> CatchUp<S> {
+    /// The op-number the staged log reaches.
+    pub fn op_number(&self) -> OpNumber {
+        OpNumber(self.base.0 + self.entries.len() as u64)
+    }
+}
+
+impl<S: StateMachine> fmt::Debug for CatchUp<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "catch-up(base={:?} staged={:?})",
+            self.base, self.entries
+        )
+    }
+}
 
 impl<S: StateMachine> Replica<S> {
     /// The replica learned from `from`, the primary of `view`, that `view` is
     /// in normal operation while this replica is in an older view or still
-    /// changing to it. Entries above its commit-number may differ from the
-    /// new view's log, so it drops them (paper 5.2), enters Normal in `view`
-    /// and fetches the rest of the log.
+    /// changing to it. It moves to `view` in ViewChange status (it takes no
+    /// Prepare) and fetches the new view's log after its commit-number. A
+    /// catch-up already under way for this view goes on undisturbed.
     pub(super) fn catch_up_to_view(
         &mut self,
         view: View,
@@ -22,18 +60,29 @@ impl<S: StateMachine> Replica<S> {
     ) {
         debug_assert!(view > self.view || (view == self.view && self.status == Status::ViewChange));
         debug_assert_eq!(from, self.config.primary(view));
-        info!(replica = ?self.id(), from = ?self.view, to = ?view, commit = ?self.commit, "view started without this replica: truncating to the commit-number and fetching the log");
-        self.log.truncate(self.commit);
-        self.enter_view(view, Status::Normal, effects);
-        self.request_state(from, effects);
+        if view == self.view && self.catch_up.is_some() {
+            debug!(replica = ?self.id(), ?view, "catching up already: the Prepare or Commit waits");
+            return;
+        }
+        info!(replica = ?self.id(), from = ?self.view, to = ?view, commit = ?self.commit, "view started without this replica: fetching its log");
+        self.enter_view(view, Status::ViewChange, effects);
+        self.catch_up = Some(CatchUp {
+            base: self.commit,
+            entries: Vec::new(),
+        });
+        self.request_state_after(from, self.commit.as_op(), effects);
     }
 
     /// Sends GetState for the entries after this replica's op-number to
     /// `from`, a replica in Normal status of the same view.
     pub(super) fn request_state(&mut self, from: ReplicaId, effects: &mut Vec<Effect<S>>) {
+        self.request_state_after(from, self.op_number(), effects);
+    }
+
+    fn request_state_after(&mut self, from: ReplicaId, op: OpNumber, effects: &mut Vec<Effect<S>>) {
         let get = GetState {
             view: self.view,
-            op: self.op_number(),
+            op,
         };
         self.send(from, Message::GetState(get), effects);
     }
@@ -75,9 +124,9 @@ impl<S: StateMachine> Replica<S> {
         None
     }
 
-    /// NewState (paper 5.2): the entries beyond this replica's op-number are
-    /// appended, if they continue its log without a gap; it asks again while the sender holds more, executes up
-    /// to the sender's commit-number, and confirms its log to the primary.
+    /// NewState (paper 5.2): the entries beyond what this replica holds are
+    /// appended (to its log, or while catching up to the staged log) if they
+    /// follow without a gap; it asks again while the sender holds more.
     /// Idempotent: a duplicated or stale NewState (another view, or nothing
     /// beyond what this replica holds) is ignored.
     pub(super) fn on_new_state(
@@ -86,61 +135,123 @@ impl<S: StateMachine> Replica<S> {
         new_state: NewState<S>,
         effects: &mut Vec<Effect<S>>,
     ) {
-        if let Some(reason) = self.ignore_new_state(&new_state) {
+        let holds = match &self.catch_up {
+            Some(catch_up) => catch_up.op_number(),
+            None => self.op_number(),
+        };
+        if let Some(reason) = self.ignore_new_state(from, &new_state, holds) {
             debug!(replica = ?self.id(), ?from, view = ?new_state.view, after = ?new_state.after, reason, "ignore NewState");
             return;
         }
-        // Both logs are prefixes of the primary's in this view, so entries this
-        // replica already holds are the same and are skipped.
-        let held = usize::try_from(self.op_number().0 - new_state.after.0).unwrap_or(usize::MAX);
-        debug_assert!(
-            new_state
-                .entries
-                .iter()
-                .take(held)
-                .zip(self.log.entries_after(new_state.after))
-                .all(|(theirs, (_, ours))| theirs == ours),
-            "INV-SAME-VIEW-PREFIX: NewState disagrees with the log in the same view"
-        );
-        for entry in new_state.entries.into_iter().skip(held) {
-            self.log.push(entry);
+        let before = holds;
+        // Entries already held are the same: both sides hold a prefix of the
+        // primary's log in this view.
+        let held = usize::try_from(holds.0 - new_state.after.0).unwrap_or(usize::MAX);
+        let fresh = new_state.entries.into_iter().skip(held);
+        if let Some(catch_up) = &mut self.catch_up {
+            catch_up.entries.extend(fresh);
+            // Progress: the catch-up may take longer than one view-change timeout.
+            effects.push(Effect::SetTimer(Timer::ViewChangeTimeout));
+        } else {
+            for entry in fresh {
+                self.log.push(entry);
+            }
         }
-        if self.op_number() < new_state.op {
-            self.request_state(from, effects);
-        } else if !self.is_primary() {
-            info!(replica = ?self.id(), view = ?self.view, op = ?self.op_number(), "state transfer complete");
-            let ok = PrepareOk {
-                view: self.view,
-                op: self.op_number(),
-            };
-            let primary = self.primary();
-            self.send(primary, Message::PrepareOk(ok), effects);
+        let holds = self
+            .catch_up
+            .as_ref()
+            .map_or(self.op_number(), CatchUp::op_number);
+        if holds < new_state.op {
+            self.request_state_after(from, holds, effects);
+            return;
         }
-        self.commit_learned(new_state.commit, effects);
+        match self.catch_up.take() {
+            Some(catch_up) => {
+                let mut log = Log::from_entries(self.log.prefix(catch_up.base.as_op()).to_vec());
+                for entry in catch_up.entries {
+                    log.push(entry);
+                }
+                info!(replica = ?self.id(), view = ?self.view, op = ?log.op_number(), "caught up with the view");
+                let commit = new_state.commit.max(self.commit);
+                self.begin_view_as_backup(self.view, log, commit, effects);
+            }
+            None => {
+                self.commit_learned(new_state.commit, effects);
+                if holds > before {
+                    info!(replica = ?self.id(), view = ?self.view, op = ?holds, "state transfer complete");
+                    let ok = PrepareOk {
+                        view: self.view,
+                        op: holds,
+                    };
+                    let primary = self.primary();
+                    self.send(primary, Message::PrepareOk(ok), effects);
+                }
+            }
+        }
     }
 
-    fn ignore_new_state(&self, new_state: &NewState<S>) -> Option<&'static str> {
-        if self.status != Status::Normal {
-            return Some("not in Normal status");
+    fn ignore_new_state(
+        &self,
+        from: ReplicaId,
+        new_state: &NewState<S>,
+        holds: OpNumber,
+    ) -> Option<&'static str> {
+        let catching_up = self.status == Status::ViewChange && self.catch_up.is_some();
+        if !(self.status == Status::Normal || catching_up) {
+            return Some("neither in Normal status nor catching up");
         }
         if new_state.view != self.view {
             return Some("another view");
+        }
+        if from != self.primary() || self.is_primary() {
+            return Some("state is fetched from the primary only");
         }
         let reaches = new_state
             .after
             .0
             .saturating_add(new_state.entries.len() as u64);
-        if new_state.after > self.op_number() {
-            return Some("leaves a gap after this replica's log");
-        }
-        if reaches <= self.op_number().0 && new_state.commit <= self.commit {
-            return Some("nothing new (duplicate or stale)");
-        }
         if reaches > new_state.op.0
             || new_state.commit.as_op() > new_state.op
             || (new_state.entries.is_empty() && new_state.op > new_state.after)
         {
             return Some("malformed: entries or commit-number beyond the sender's op-number");
+        }
+        if new_state.after > holds {
+            return Some("leaves a gap after what this replica holds");
+        }
+        if let Some(catch_up) = &self.catch_up
+            && new_state.after < catch_up.base.as_op()
+        {
+            return Some("starts below the catch-up's base");
+        }
+        if reaches <= holds.0 && (catching_up || new_state.commit <= self.commit) {
+            return Some("nothing new (duplicate or stale)");
+        }
+        let overlap = usize::try_from(holds.0 - new_state.after.0).unwrap_or(usize::MAX);
+        let ours: Vec<&Entry<S>> = match &self.catch_up {
+            Some(catch_up) => {
+                let skip = usize::try_from(new_state.after.0.saturating_sub(catch_up.base.0))
+                    .unwrap_or(usize::MAX);
+                catch_up.entries.iter().skip(skip).collect()
+            }
+            None => self
+                .log
+                .entries_after(new_state.after)
+                .map(|(_, e)| e)
+                .collect(),
+        };
+        let agrees = new_state
+            .entries
+            .iter()
+            .take(overlap)
+            .zip(ours)
+            .all(|(a, b)| a == b);
+        debug_assert!(
+            agrees,
+            "INV-SAME-VIEW-PREFIX: NewState disagrees with entries held in the same view"
+        );
+        if !agrees {
+            return Some("disagrees with entries held in the same view");
         }
         None
     }

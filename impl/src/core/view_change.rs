@@ -9,7 +9,7 @@ use super::state_machine::StateMachine;
 use super::types::{CommitNumber, OpNumber, ReplicaId, View};
 use std::collections::BTreeSet;
 use std::fmt;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 /// The de-duplication caches of one view change: per message type, the
 /// replicas already counted. Cleared whenever the replica enters a view, so
@@ -58,7 +58,10 @@ impl<S: StateMachine> Default for ViewChangeCaches<S> {
 impl<S: StateMachine> ViewChangeCaches<S> {
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.start_view_change.is_empty() && self.do_view_change.is_empty() && self.best.is_none()
+        self.start_view_change.is_empty()
+            && self.do_view_change.is_empty()
+            && self.best.is_none()
+            && self.commit_max == CommitNumber(0)
     }
 
     /// Replicas whose StartViewChange counted.
@@ -250,7 +253,18 @@ impl<S: StateMachine> Replica<S> {
             .best
             .take()
             .expect("f + 1 DoViewChange offer a log");
-        let commit = self.view_change.commit_max.max(self.commit);
+        let mut commit = self.view_change.commit_max.max(self.commit);
+        if commit.as_op() > best.log.op_number() {
+            // Only a faulty DoViewChange can claim commits beyond every log
+            // offered; the entries it names are not here to execute.
+            debug_assert!(
+                false,
+                "INV-PRIMARY-HAS-COMMITTED: commit {commit:?} beyond the chosen log {:?}",
+                best.log
+            );
+            error!(replica = ?self.id(), ?commit, op = ?best.log.op_number(), "DoViewChange commit-number beyond the chosen log: not trusted");
+            commit = best.log.op_number().as_commit().max(self.commit);
+        }
         self.adopt_log(best.log, commit);
         let view = self.view;
         info!(replica = ?self.id(), ?view, op = ?self.op_number(), ?commit, "view started as primary");
@@ -269,13 +283,43 @@ impl<S: StateMachine> Replica<S> {
     /// unchanged (INV-AGREEMENT) and the application state stays valid.
     fn adopt_log(&mut self, log: Log<S>, commit: CommitNumber) {
         debug_assert!(
-            self.log.prefix(self.commit.as_op()) == log.prefix(self.commit.as_op())
-                && self.commit.as_op() <= log.op_number(),
+            self.keeps_committed_prefix(&log),
             "INV-AGREEMENT: {:?} adopts a log that differs in its committed prefix",
             self.id()
         );
         debug_assert!(commit.as_op() <= log.op_number(), "INV-COMMIT-LE-OP");
         self.log = log;
+    }
+
+    /// Whether `log` holds this replica's committed entries unchanged.
+    fn keeps_committed_prefix(&self, log: &Log<S>) -> bool {
+        let committed = self.commit.as_op();
+        committed <= log.op_number() && self.log.prefix(committed) == log.prefix(committed)
+    }
+
+    /// Enters Normal status in `view` as a backup with `log`, the view's log
+    /// (from StartView, recovery or a catch-up), executes up to `commit` and
+    /// confirms the uncommitted rest to the primary with PrepareOk.
+    pub(super) fn begin_view_as_backup(
+        &mut self,
+        view: View,
+        log: Log<S>,
+        commit: CommitNumber,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        self.adopt_log(log, commit);
+        info!(replica = ?self.id(), ?view, op = ?self.op_number(), ?commit, "view started as backup");
+        self.enter_view(view, Status::Normal, effects);
+        debug_assert!(!self.is_primary(), "a backup of {view:?}");
+        self.commit_up_to(commit, effects);
+        if self.op_number() > self.commit.as_op() {
+            let ok = PrepareOk {
+                view,
+                op: self.op_number(),
+            };
+            let primary = self.primary();
+            self.send(primary, Message::PrepareOk(ok), effects);
+        }
     }
 
     /// StartView (paper 4.2 step 4): a replica still changing to the view, or
@@ -293,17 +337,7 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let commit = start.commit.max(self.commit);
-        self.adopt_log(start.log, commit);
-        info!(replica = ?self.id(), view = ?start.view, op = ?self.op_number(), ?commit, "view started as backup");
-        self.enter_view(start.view, Status::Normal, effects);
-        self.commit_up_to(commit, effects);
-        if self.op_number() > self.commit.as_op() {
-            let ok = PrepareOk {
-                view: self.view,
-                op: self.op_number(),
-            };
-            self.send(from, Message::PrepareOk(ok), effects);
-        }
+        self.begin_view_as_backup(start.view, start.log, commit, effects);
     }
 
     fn ignore_start_view(&self, from: ReplicaId, start: &StartView<S>) -> Option<&'static str> {
@@ -319,8 +353,15 @@ impl<S: StateMachine> Replica<S> {
         if start.commit.as_op() > start.log.op_number() {
             return Some("malformed: commit-number beyond the log");
         }
-        if self.commit.as_op() > start.log.op_number() {
-            return Some("the log lacks entries this replica committed (INV-AGREEMENT)");
+        let keeps = self.keeps_committed_prefix(&start.log);
+        debug_assert!(
+            keeps,
+            "INV-AGREEMENT: StartView {:?} drops entries {:?} committed",
+            start.log,
+            self.id()
+        );
+        if !keeps {
+            return Some("the log differs from entries this replica committed");
         }
         None
     }

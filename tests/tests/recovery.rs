@@ -115,7 +115,15 @@ fn too_few_responses_make_the_recovering_replica_ask_again_with_the_same_nonce()
     cluster.commit(0, 1, 1, put("a", "1"));
     cluster.crash(2);
     cluster.restart(2, 5);
-    cluster.drop_where(|_| true);
+    // The Recovery messages arrive, but every answer is lost for good.
+    cluster.deliver_while(|m| !is(m, "RecoveryResponse"));
+    for _ in 0..3 {
+        for id in [0, 1] {
+            cluster.fire(id, Timer::Resend);
+        }
+        cluster.deliver_while(|m| !is(m, "RecoveryResponse"));
+    }
+    assert_eq!(cluster.replica(2).status(), Status::Recovering);
     cluster.fire(2, Timer::RecoveryRetry);
     let nonces: Vec<_> = cluster
         .network
@@ -126,6 +134,7 @@ fn too_few_responses_make_the_recovering_replica_ask_again_with_the_same_nonce()
         })
         .collect();
     assert_eq!(nonces, [Nonce(5), Nonce(5)]);
+    assert!(cluster.timer_set(2, Timer::RecoveryRetry));
     cluster.deliver_all();
     assert_eq!(cluster.replica(2).status(), Status::Normal);
     assert_eq!(cluster.replica(2).app().get("a"), Some("1"));

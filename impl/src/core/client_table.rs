@@ -90,19 +90,18 @@ impl<S: StateMachine> ClientTable<S> {
     }
 
     /// Applies a committed entry to `app` and records its output. An entry
-    /// whose request the client table shows executed is not applied again:
-    /// the primary never prepares such an entry, so this only guards the
-    /// application against a broken or hostile log.
-    pub(super) fn execute(&mut self, app: &mut S, entry: &Entry<S>) -> S::Output {
+    /// whose request the client table shows executed is not applied again
+    /// (`Err` with the stored output): the primary never prepares such an
+    /// entry, so this only guards the application against a broken log.
+    pub(super) fn execute(
+        &mut self,
+        app: &mut S,
+        entry: &Entry<S>,
+    ) -> Result<S::Output, S::Output> {
         if let Some(record) = self.records.get(&entry.client)
             && record.request >= entry.request
         {
-            debug_assert!(
-                false,
-                "INV-EXECUTED-ONCE: {:?} request {:?} is in the log after {:?} executed",
-                entry.client, entry.request, record.request
-            );
-            return record.output.clone();
+            return Err(record.output.clone());
         }
         let output = app.apply(&entry.operation);
         self.records.insert(
@@ -112,7 +111,7 @@ impl<S: StateMachine> ClientTable<S> {
                 output: output.clone(),
             },
         );
-        output
+        Ok(output)
     }
 
     /// INV-EXECUTED-ONCE, for one replica: each client's committed entries

@@ -26,6 +26,20 @@ pub struct Config {
     attempts_max: u8,
     /// At most this many log entries travel in one NewState message.
     state_transfer_entries_max: u32,
+    /// A deliberately wrong rule, for testing the model checker.
+    #[cfg(feature = "wrong-variants")]
+    bug: Option<Bug>,
+}
+
+/// A deliberately wrong variant of a protocol rule (feature
+/// `wrong-variants`): the model's tests show each one is caught.
+#[cfg(feature = "wrong-variants")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Bug {
+    /// The primary commits an entry with one PrepareOk fewer than f.
+    CommitWithoutQuorum,
+    /// primary(v) counts a re-delivered DoViewChange a second time.
+    CountDuplicateDoViewChange,
 }
 
 /// Why a configuration was refused.
@@ -97,17 +111,44 @@ impl Config {
             id,
             attempts_max,
             state_transfer_entries_max,
+            #[cfg(feature = "wrong-variants")]
+            bug: None,
         })
     }
 
     /// The same cluster seen from another replica.
     pub fn for_replica(self, id: ReplicaId) -> Result<Config, ConfigError> {
-        Config::with_settings(
-            self.replica_count,
-            id,
-            self.attempts_max,
-            self.state_transfer_entries_max,
-        )
+        if !self.contains(id) {
+            return Err(ConfigError::UnknownReplica {
+                id,
+                replica_count: self.replica_count,
+            });
+        }
+        Ok(Config { id, ..self })
+    }
+
+    /// The same configuration with a deliberately wrong rule.
+    #[cfg(feature = "wrong-variants")]
+    pub fn with_bug(self, bug: Bug) -> Config {
+        Config {
+            bug: Some(bug),
+            ..self
+        }
+    }
+
+    /// Whether the deliberately wrong rule `bug` is in force.
+    #[cfg(feature = "wrong-variants")]
+    pub(super) fn has_bug(&self, bug: Bug) -> bool {
+        self.bug == Some(bug)
+    }
+
+    /// Whether a wrong variant is in force: the handlers' own assertions are
+    /// then off, so that the model checker, not a panic, reports what breaks.
+    pub(super) fn is_wrong_variant(&self) -> bool {
+        #[cfg(feature = "wrong-variants")]
+        return self.bug.is_some();
+        #[cfg(not(feature = "wrong-variants"))]
+        false
     }
 
     /// n, the number of replicas.

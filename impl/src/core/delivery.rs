@@ -32,8 +32,6 @@ pub struct Unconfirmed<S: StateMachine> {
 /// The delivery table and what it has learned about peers.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Delivery<S: StateMachine> {
-    /// The id the next message sent takes.
-    next_id: MessageId,
     /// Messages sent and not yet confirmed, by id.
     unconfirmed: BTreeMap<MessageId, Unconfirmed<S>>,
     /// Peers whose last message ran out of attempts and that have not been
@@ -44,7 +42,6 @@ pub struct Delivery<S: StateMachine> {
 impl<S: StateMachine> Default for Delivery<S> {
     fn default() -> Self {
         Delivery {
-            next_id: MessageId(0),
             unconfirmed: BTreeMap::new(),
             disconnected: BTreeSet::new(),
         }
@@ -52,14 +49,6 @@ impl<S: StateMachine> Default for Delivery<S> {
 }
 
 impl<S: StateMachine> Delivery<S> {
-    /// An empty table whose first message takes id `first`.
-    pub(super) fn starting_at(first: MessageId) -> Delivery<S> {
-        Delivery {
-            next_id: first,
-            ..Delivery::default()
-        }
-    }
-
     /// Messages awaiting an Ack, by id.
     pub fn unconfirmed(&self) -> &BTreeMap<MessageId, Unconfirmed<S>> {
         &self.unconfirmed
@@ -83,8 +72,8 @@ impl<S: StateMachine> Delivery<S> {
     /// INV-DELIVERY-BOUNDED, for one replica.
     pub(super) fn check(&self, config: &Config) -> Result<(), String> {
         for (id, u) in &self.unconfirmed {
-            if *id >= self.next_id {
-                return Err(format!("unconfirmed {id:?} was never sent"));
+            if *id != MessageId::of(u.to, &u.msg) {
+                return Err(format!("unconfirmed {id:?} is not the id of its content"));
             }
             if !(1..=config.attempts_max()).contains(&u.attempts) {
                 return Err(format!(
@@ -123,15 +112,20 @@ impl<S: StateMachine> fmt::Debug for Delivery<S> {
 }
 
 impl<S: StateMachine> Replica<S> {
-    /// Sends `msg` to `to` under a fresh id and keeps it until confirmed.
+    /// Sends `msg` to `to` and keeps it until confirmed. The id is derived
+    /// from the receiver and the content, so sending content that is already
+    /// unconfirmed adds nothing: that message is on its way, with its attempts.
     pub(super) fn send(&mut self, to: ReplicaId, msg: Message<S>, effects: &mut Vec<Effect<S>>) {
         debug_assert!(to != self.id(), "a replica never sends to itself");
         debug_assert!(
             !matches!(msg, Message::Ack(_)),
             "Acks go through acknowledge"
         );
-        let id = self.delivery.next_id;
-        self.delivery.next_id = id.next();
+        let id = MessageId::of(to, &msg);
+        if self.delivery.unconfirmed.contains_key(&id) {
+            debug!(replica = ?self.id(), ?to, msg = msg.name(), "already unconfirmed: not sent again");
+            return;
+        }
         if self.delivery.unconfirmed.is_empty() {
             effects.push(Effect::SetTimer(Timer::Resend));
         }

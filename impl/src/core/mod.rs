@@ -21,6 +21,8 @@ mod types;
 mod view_change;
 
 pub use client_table::{ClientRecord, ClientTable};
+#[cfg(feature = "wrong-variants")]
+pub use config::Bug;
 pub use config::{ATTEMPTS_MAX_DEFAULT, Config, ConfigError, STATE_TRANSFER_ENTRIES_MAX_DEFAULT};
 pub use delivery::{Delivery, Unconfirmed};
 pub use invariants::{ReplicaCheck, Violation, replica_invariants};

@@ -156,7 +156,12 @@ impl<S: StateMachine> Replica<S> {
     /// The primary's commit rule: the highest op-number that f backups hold
     /// (and the primary, which holds everything) is committed.
     pub(super) fn commit_by_quorum(&mut self, effects: &mut Vec<Effect<S>>) {
-        let f = self.config.f();
+        #[allow(unused_mut)]
+        let mut f = self.config.f();
+        #[cfg(feature = "wrong-variants")]
+        if self.config.has_bug(super::config::Bug::CommitWithoutQuorum) {
+            f = f.saturating_sub(1);
+        }
         let held = if f == 0 {
             self.op_number()
         } else {

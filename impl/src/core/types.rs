@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 macro_rules! number {
     ($(#[$doc:meta])* $name:ident($inner:ty), $prefix:literal) => {
@@ -57,7 +58,10 @@ number!(
 number!(
     /// Identifies a replica-to-replica message for the delivery layer: the
     /// receiver's Ack names it, and every resend of a message keeps its id.
-    /// Ids are chosen by the sender and unique among its own messages.
+    /// The id is a digest of the receiver and the content ([`MessageId::of`]):
+    /// the same content to the same replica is the same message, so the id
+    /// needs no counter (nothing to lose in a crash, no state that only
+    /// grows) and a late Ack can only confirm content that did arrive.
     MessageId(u64), "m"
 );
 number!(
@@ -93,9 +97,15 @@ impl CommitNumber {
 }
 
 impl MessageId {
-    /// The id after this one.
-    pub fn next(self) -> MessageId {
-        MessageId(self.0 + 1)
+    /// The id of `msg` sent to `to`: a deterministic 64-bit digest, the same
+    /// in every run of the same build. Two different messages to one replica
+    /// share an id with probability about 2^-64; the cost would be a missed
+    /// resend, not a wrong protocol step.
+    pub fn of<T: Hash>(to: ReplicaId, msg: &T) -> MessageId {
+        let mut hasher = DefaultHasher::new();
+        to.hash(&mut hasher);
+        msg.hash(&mut hasher);
+        MessageId(hasher.finish())
     }
 }
 

@@ -224,6 +224,15 @@ impl<S: StateMachine> Replica<S> {
         );
         let cache = &mut self.view_change;
         if !cache.do_view_change.insert(from) {
+            #[cfg(feature = "wrong-variants")]
+            if self
+                .config
+                .has_bug(super::config::Bug::CountDuplicateDoViewChange)
+                && self.view_change.do_view_change.len() + 1 == self.config.quorum()
+            {
+                self.start_view(effects);
+                return;
+            }
             debug!(replica = ?self.id(), ?from, view = ?dvc.view, "duplicate DoViewChange: not counted again");
             return;
         }
@@ -258,7 +267,7 @@ impl<S: StateMachine> Replica<S> {
             // Only a faulty DoViewChange can claim commits beyond every log
             // offered; the entries it names are not here to execute.
             debug_assert!(
-                false,
+                self.config.is_wrong_variant(),
                 "INV-PRIMARY-HAS-COMMITTED: commit {commit:?} beyond the chosen log {:?}",
                 best.log
             );
@@ -283,11 +292,14 @@ impl<S: StateMachine> Replica<S> {
     /// unchanged (INV-AGREEMENT) and the application state stays valid.
     fn adopt_log(&mut self, log: Log<S>, commit: CommitNumber) {
         debug_assert!(
-            self.keeps_committed_prefix(&log),
+            self.config.is_wrong_variant() || self.keeps_committed_prefix(&log),
             "INV-AGREEMENT: {:?} adopts a log that differs in its committed prefix",
             self.id()
         );
-        debug_assert!(commit.as_op() <= log.op_number(), "INV-COMMIT-LE-OP");
+        debug_assert!(
+            self.config.is_wrong_variant() || commit.as_op() <= log.op_number(),
+            "INV-COMMIT-LE-OP"
+        );
         self.log = log;
     }
 
@@ -355,7 +367,7 @@ impl<S: StateMachine> Replica<S> {
         }
         let keeps = self.keeps_committed_prefix(&start.log);
         debug_assert!(
-            keeps,
+            keeps || self.config.is_wrong_variant(),
             "INV-AGREEMENT: StartView {:?} drops entries {:?} committed",
             start.log,
             self.id()

@@ -170,3 +170,23 @@ fn a_backup_that_missed_the_last_prepares_fetches_them_when_the_primary_is_idle(
         (OpNumber(1), CommitNumber(1))
     );
 }
+
+#[test]
+fn a_catch_up_completes_when_the_new_view_holds_nothing_beyond_the_commit_number() {
+    let mut cluster = Cluster::new(3);
+    cluster.isolate(2);
+    cluster.fire(1, Timer::PrimaryTimeout);
+    cluster.deliver_all();
+    assert_eq!(
+        (cluster.replica(1).status(), cluster.replica(1).view()),
+        (Status::Normal, View(1))
+    );
+    cluster.heal();
+    cluster.fire(1, Timer::Heartbeat);
+    cluster.deliver_first(|m| is(m, "Commit") && m.to == ReplicaId(2));
+    assert!(cluster.replica(2).catch_up().is_some());
+    cluster.deliver_all();
+    let r = cluster.replica(2);
+    assert_eq!((r.status(), r.view()), (Status::Normal, View(1)));
+    assert!(r.catch_up().is_none());
+}

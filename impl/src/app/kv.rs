@@ -7,7 +7,7 @@ use std::fmt;
 
 /// The key-value store: every operation, reads included, goes through the log,
 /// so every operation is linearizable.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Kv {
     entries: BTreeMap<String, String>,
 }

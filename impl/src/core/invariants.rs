@@ -69,10 +69,10 @@ fn commit_le_op<S: StateMachine>(r: &Replica<S>) -> Result<(), String> {
 }
 
 fn last_normal_view<S: StateMachine>(r: &Replica<S>) -> Result<(), String> {
-    let fine = if r.status == Status::Normal {
-        r.last_normal_view == r.view
-    } else {
-        r.last_normal_view <= r.view
+    let fine = match r.status {
+        Status::Normal => r.last_normal_view == r.view,
+        Status::ViewChange => r.last_normal_view < r.view,
+        Status::Recovering => r.last_normal_view <= r.view,
     };
     if !fine {
         return Err(format!(
@@ -87,8 +87,11 @@ fn caches_cleared<S: StateMachine>(r: &Replica<S>) -> Result<(), String> {
     if r.status != Status::ViewChange && !r.view_change.is_empty() {
         return Err(format!("{:?} with caches {:?}", r.status, r.view_change));
     }
+    if r.view_change.do_view_change_from().next().is_some() && !r.is_primary() {
+        return Err("DoViewChange counted by a replica that is not primary(v)".into());
+    }
     if let Some(catch_up) = &r.catch_up
-        && (r.status != Status::ViewChange || catch_up.op_number() < r.commit.as_op())
+        && (r.status != Status::ViewChange || catch_up.base() != r.commit)
     {
         return Err(format!(
             "{:?} with {catch_up:?} at commit {:?}",

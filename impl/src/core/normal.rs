@@ -26,6 +26,10 @@ impl<S: StateMachine> Replica<S> {
             Admission::Drop(reason) => {
                 debug!(replica = ?self.id(), client = ?request.client, request = ?request.request, reason, "ignore Request");
             }
+            Admission::New if self.connected_backups() < self.config.f() => {
+                debug!(replica = ?self.id(), client = ?request.client, request = ?request.request,
+                    "ignore Request: fewer than f backups connected, it could not commit");
+            }
             Admission::Executed(output) => {
                 effects.push(Effect::Reply(Reply {
                     view: self.view,
@@ -44,9 +48,6 @@ impl<S: StateMachine> Replica<S> {
         }
         if !self.is_primary() {
             return Some("not the primary");
-        }
-        if self.connected_backups() < self.config.f() {
-            return Some("fewer than f backups connected: it could not commit");
         }
         None
     }

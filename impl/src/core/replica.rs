@@ -41,7 +41,9 @@ pub enum Status {
 /// - commit-number <= op-number, and every entry up to the commit-number has
 ///   been executed, in order, exactly once.
 /// - last-normal-view <= view-number, equal when the status is Normal.
-/// - the view-change caches are empty unless the status is ViewChange.
+/// - last-normal-view < view-number while the status is ViewChange.
+/// - the view-change caches, and a catch-up, exist only while the status is
+///   ViewChange; a catch-up's staged entries follow the commit-number.
 /// - `prepare_oks` is empty unless this replica is the primary in Normal status,
 ///   and no value in it exceeds the op-number.
 /// - `recovery` is `Some` exactly when the status is Recovering.
@@ -125,8 +127,9 @@ impl<S: StateMachine> Replica<S> {
     /// Handles one input, pushing what the driver must do onto `effects`.
     ///
     /// An input the replica ignores leaves it unchanged and pushes nothing,
-    /// with one exception: every envelope but an Ack is acknowledged, ignored
-    /// or not, since the delivery layer confirms reception, not acceptance.
+    /// with two exceptions, both of the delivery layer, which confirms
+    /// reception, not acceptance: every envelope but an Ack is acknowledged,
+    /// and any envelope marks its sender connected again.
     pub fn step(&mut self, input: Input<S>, effects: &mut Vec<Effect<S>>) {
         match input {
             Input::Deliver(envelope) => self.on_envelope(envelope, effects),

@@ -30,6 +30,11 @@ pub struct CatchUp<S: StateMachine> {
 }
 
 impl<S: StateMachine> CatchUp<S> {
+    /// The commit-number the staged entries follow.
+    pub fn base(&self) -> CommitNumber {
+        self.base
+    }
+
     /// The op-number the staged log reaches.
     pub fn op_number(&self) -> OpNumber {
         OpNumber(self.base.0 + self.entries.len() as u64)
@@ -50,8 +55,9 @@ impl<S: StateMachine> Replica<S> {
     /// The replica learned from `from`, the primary of `view`, that `view` is
     /// in normal operation while this replica is in an older view or still
     /// changing to it. It moves to `view` in ViewChange status (it takes no
-    /// Prepare) and fetches the new view's log after its commit-number. A
-    /// catch-up already under way for this view goes on undisturbed.
+    /// Prepare) and fetches the new view's log after its commit-number. While
+    /// a catch-up is under way, each Prepare or Commit of the view repeats its
+    /// GetState, in case it was lost.
     pub(super) fn catch_up_to_view(
         &mut self,
         view: View,
@@ -60,8 +66,14 @@ impl<S: StateMachine> Replica<S> {
     ) {
         debug_assert!(view > self.view || (view == self.view && self.status == Status::ViewChange));
         debug_assert_eq!(from, self.config.primary(view));
-        if view == self.view && self.catch_up.is_some() {
-            debug!(replica = ?self.id(), ?view, "catching up already: the Prepare or Commit waits");
+        if view == self.view
+            && let Some(catch_up) = &self.catch_up
+        {
+            // The request may have been lost: ask again. While the last one is
+            // unconfirmed, the same GetState adds nothing.
+            debug!(replica = ?self.id(), ?view, "catching up already: asking again");
+            let holds = catch_up.op_number();
+            self.request_state_after(from, holds, effects);
             return;
         }
         info!(replica = ?self.id(), from = ?self.view, to = ?view, commit = ?self.commit, "view started without this replica: fetching its log");
@@ -224,7 +236,13 @@ impl<S: StateMachine> Replica<S> {
         {
             return Some("starts below the catch-up's base");
         }
-        if reaches <= holds.0 && (catching_up || new_state.commit <= self.commit) {
+        // While catching up, a NewState that shows the staged log complete
+        // finishes the catch-up even if it brings no entry.
+        let completes_catch_up = catching_up && new_state.op == holds;
+        if reaches <= holds.0
+            && !completes_catch_up
+            && (catching_up || new_state.commit <= self.commit)
+        {
             return Some("nothing new (duplicate or stale)");
         }
         let overlap = usize::try_from(holds.0 - new_state.after.0).unwrap_or(usize::MAX);

@@ -255,7 +255,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// primary(v) has f + 1 DoViewChange: it takes the best log, the largest
     /// commit-number, enters Normal, sends StartView, executes what is
-    /// committed and replies to its clients (paper 4.2 step 3).
+    /// committed and replies to its clients (paper 4.2 steps 3-4).
     fn start_view(&mut self, effects: &mut Vec<Effect<S>>) {
         let best = self
             .view_change
@@ -334,7 +334,7 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    /// StartView (paper 4.2 step 4): a replica still changing to the view, or
+    /// StartView (paper 4.2 step 5): a replica still changing to the view, or
     /// in an older one, adopts the new primary's log, enters Normal, executes
     /// what is committed and sends PrepareOk for the uncommitted rest.
     /// Idempotent: a StartView for the view it is Normal in is ignored.

@@ -1,7 +1,15 @@
 //! vr-model: a stateright model of vr's protocol core, and the invariants that
 //! every driver (model checker, simulator, real-process tests) checks.
 //!
-//! The model's actors run the core's own `step`; nothing here re-implements a
-//! handler.
+//! The model's replica actors run the core's own `step`; nothing here
+//! re-implements a handler. [`model::ModelConfig`] sets the bounds,
+//! [`scenarios`] names the configurations worth checking, [`properties`]
+//! holds what is checked.
 
+pub mod actors;
+pub mod check;
 pub mod invariants;
+pub mod model;
+pub mod properties;
+pub mod register;
+pub mod scenarios;

@@ -1,0 +1,376 @@
+//! The model's actors. A replica actor's state is the core's `Replica` and its
+//! handlers call the core's `step`; this module only translates effects into
+//! stateright's `Out`. Client actors issue a bounded sequence of requests.
+
+use crate::register::{Register, RegisterOperation};
+use stateright::actor::{Actor, Id, Out, model_timeout};
+use std::borrow::Cow;
+use std::fmt;
+use vr::core::{
+    ClientId, Config, Effect, Envelope, Input, Message, Nonce, Replica, ReplicaId, Reply, Request,
+    RequestNumber, Status, Timer, View,
+};
+
+/// A message between actors: replica to replica in the core's envelope, or
+/// between a client and a replica.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Msg {
+    Replica(Envelope<Register>),
+    Request(Request<Register>),
+    Reply(Reply<Register>),
+}
+
+impl fmt::Debug for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Msg::Replica(envelope) => envelope.msg.fmt(f),
+            Msg::Request(request) => request.fmt(f),
+            Msg::Reply(reply) => reply.fmt(f),
+        }
+    }
+}
+
+/// A timer of a replica (the core's) or of a client (its retry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ModelTimer {
+    Replica(Timer),
+    ClientRetry,
+}
+
+/// The model's actors: the replicas first (actor i is replica i), then the
+/// clients (actor n + k is client k).
+#[derive(Clone, Debug)]
+pub enum VrActor {
+    Replica { config: Config },
+    Client { replica_count: u8, requests: u8 },
+}
+
+/// What a replica has done that no state shows later: the `sometimes`
+/// properties look for these. Each flag only ever turns on, so it at most
+/// doubles the states.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Witness {
+    /// A StartViewChange or DoViewChange from a replica already counted in
+    /// this view change arrived, and the count did not change.
+    pub duplicate_view_change_not_counted: bool,
+    /// This replica finished a recovery.
+    pub recovered: bool,
+    /// This replica finished a state transfer (a NewState completed a gap or
+    /// a catch-up).
+    pub state_transferred: bool,
+}
+
+impl fmt::Debug for Witness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flags = [
+            (self.duplicate_view_change_not_counted, "dup-not-counted"),
+            (self.recovered, "recovered"),
+            (self.state_transferred, "transferred"),
+        ];
+        let on: Vec<&str> = flags
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        write!(f, "{}", on.join(","))
+    }
+}
+
+/// A replica actor's state: the core's record and what it witnessed.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ReplicaState {
+    pub replica: Replica<Register>,
+    pub witness: Witness,
+}
+
+/// A client's state: its next request and, while waiting, the request out.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ClientState {
+    /// The request awaiting its reply, if any.
+    pub awaiting: Option<Request<Register>>,
+    /// How many requests have completed.
+    pub completed: u8,
+    /// The latest view a reply came from: its primary is whom to ask.
+    pub view: View,
+}
+
+/// An actor's state. Not boxed: stateright already keeps each behind an Arc.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum ActorState {
+    Replica(ReplicaState),
+    Client(ClientState),
+}
+
+impl fmt::Debug for ActorState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActorState::Replica(r) => {
+                write!(f, "{:?}", r.replica)?;
+                if r.witness != Witness::default() {
+                    write!(f, " [{:?}]", r.witness)?;
+                }
+                Ok(())
+            }
+            ActorState::Client(c) => match &c.awaiting {
+                Some(request) => write!(f, "client done={} awaiting {request:?}", c.completed),
+                None => write!(f, "client done={}", c.completed),
+            },
+        }
+    }
+}
+
+/// The operation client `client` issues as its request `request`: writes of a
+/// value unique to the client and request, and reads in between.
+pub fn client_operation(client: ClientId, request: RequestNumber) -> RegisterOperation {
+    if request.0 % 2 == 1 {
+        RegisterOperation::Write((client.0 as u8 + 1) * 10 + request.0 as u8)
+    } else {
+        RegisterOperation::Read
+    }
+}
+
+/// The client's id for the actor `id` in a cluster of `replica_count`.
+pub fn client_id(id: Id, replica_count: u8) -> ClientId {
+    ClientId(usize::from(id) as u64 - u64::from(replica_count))
+}
+
+/// The actor of client `client`.
+pub fn client_actor(client: ClientId, replica_count: u8) -> Id {
+    Id::from(client.0 as usize + usize::from(replica_count))
+}
+
+impl VrActor {
+    fn on_replica_effects(effects: Vec<Effect<Register>>, replica_count: u8, o: &mut Out<Self>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { to, envelope } => {
+                    o.send(Id::from(usize::from(to.0)), Msg::Replica(envelope))
+                }
+                Effect::SetTimer(timer) => o.set_timer(ModelTimer::Replica(timer), model_timeout()),
+                Effect::CancelTimer(timer) => o.cancel_timer(ModelTimer::Replica(timer)),
+                Effect::Reply(reply) => {
+                    o.send(client_actor(reply.client, replica_count), Msg::Reply(reply))
+                }
+            }
+        }
+    }
+
+    /// Runs the core's `step` on a copy of the replica, keeping the original
+    /// (a borrowed `Cow`, so stateright prunes the step) when nothing changed.
+    fn step_replica(
+        state: &mut Cow<ActorState>,
+        input: Input<Register>,
+        replica_count: u8,
+        o: &mut Out<Self>,
+    ) {
+        let ActorState::Replica(current) = &**state else {
+            return;
+        };
+        let witness = witness_of(&current.replica, &input);
+        let new_state =
+            matches!(&input, Input::Deliver(e) if matches!(e.msg, Message::NewState(_)));
+        let mut next = current.replica.clone();
+        let mut effects = Vec::new();
+        next.step(input, &mut effects);
+        let witness = witness.merge(current.witness, &current.replica, &next, new_state);
+        if next != current.replica || witness != current.witness {
+            *state = Cow::Owned(ActorState::Replica(ReplicaState {
+                replica: next,
+                witness,
+            }));
+        }
+        Self::on_replica_effects(effects, replica_count, o);
+    }
+
+    fn send_request(request: &Request<Register>, to: Id, o: &mut Out<Self>) {
+        o.send(to, Msg::Request(request.clone()));
+    }
+}
+
+/// What delivering `input` to `replica` will witness, judged before the step.
+fn witness_of(replica: &Replica<Register>, input: &Input<Register>) -> Witness {
+    let mut witness = Witness::default();
+    if let Input::Deliver(envelope) = input
+        && replica.status() == Status::ViewChange
+    {
+        let caches = replica.view_change_caches();
+        witness.duplicate_view_change_not_counted = match &envelope.msg {
+            Message::StartViewChange(m) => {
+                m.view == replica.view()
+                    && caches.start_view_change_from().any(|r| r == envelope.from)
+            }
+            Message::DoViewChange(m) => {
+                m.view == replica.view() && caches.do_view_change_from().any(|r| r == envelope.from)
+            }
+            _ => false,
+        };
+    }
+    witness
+}
+
+impl Witness {
+    fn merge(
+        self,
+        before: Witness,
+        old: &Replica<Register>,
+        new: &Replica<Register>,
+        new_state: bool,
+    ) -> Witness {
+        let counts = |r: &Replica<Register>| {
+            let c = r.view_change_caches();
+            (
+                c.start_view_change_from().count(),
+                c.do_view_change_from().count(),
+            )
+        };
+        Witness {
+            duplicate_view_change_not_counted: before.duplicate_view_change_not_counted
+                || (self.duplicate_view_change_not_counted && counts(old) == counts(new)),
+            recovered: before.recovered
+                || (old.status() == Status::Recovering && new.status() == Status::Normal),
+            state_transferred: before.state_transferred
+                || (new_state
+                    && new.status() == Status::Normal
+                    && (old.status() != Status::Normal || new.op_number() > old.op_number())),
+        }
+    }
+}
+
+impl Actor for VrActor {
+    type Msg = Msg;
+    type State = ActorState;
+    type Timer = ModelTimer;
+    /// A replica's count of starts: the nonce of its next recovery.
+    type Storage = u64;
+    type Random = ();
+
+    fn on_start(&self, id: Id, storage: &Option<u64>, o: &mut Out<Self>) -> ActorState {
+        match self {
+            VrActor::Replica { config } => {
+                let mut effects = Vec::new();
+                let replica = match storage {
+                    None => Replica::new(*config, &mut effects),
+                    Some(starts) => Replica::restart(*config, Nonce(*starts), &mut effects),
+                };
+                o.save(storage.unwrap_or(0) + 1);
+                Self::on_replica_effects(effects, config.replica_count(), o);
+                ActorState::Replica(ReplicaState {
+                    replica,
+                    witness: Witness::default(),
+                })
+            }
+            VrActor::Client {
+                replica_count,
+                requests,
+            } => {
+                let client = client_id(id, *replica_count);
+                let mut state = ClientState {
+                    awaiting: None,
+                    completed: 0,
+                    view: View(0),
+                };
+                if *requests > 0 {
+                    let request = Request {
+                        operation: client_operation(client, RequestNumber(1)),
+                        client,
+                        request: RequestNumber(1),
+                    };
+                    Self::send_request(&request, Id::from(0), o);
+                    o.set_timer(ModelTimer::ClientRetry, model_timeout());
+                    state.awaiting = Some(request);
+                }
+                ActorState::Client(state)
+            }
+        }
+    }
+
+    fn on_msg(&self, _id: Id, state: &mut Cow<ActorState>, src: Id, msg: Msg, o: &mut Out<Self>) {
+        match (self, msg) {
+            (VrActor::Replica { config }, Msg::Replica(envelope)) => {
+                if usize::from(src) != usize::from(envelope.from.0) {
+                    return;
+                }
+                Self::step_replica(state, Input::Deliver(envelope), config.replica_count(), o);
+            }
+            (VrActor::Replica { config }, Msg::Request(request)) => {
+                Self::step_replica(state, Input::Request(request), config.replica_count(), o);
+            }
+            (
+                VrActor::Client {
+                    replica_count,
+                    requests,
+                },
+                Msg::Reply(reply),
+            ) => {
+                let ActorState::Client(client) = &**state else {
+                    return;
+                };
+                let Some(awaiting) = &client.awaiting else {
+                    return;
+                };
+                if reply.request != awaiting.request {
+                    return;
+                }
+                let mut next = client.clone();
+                next.completed += 1;
+                next.view = next.view.max(reply.view);
+                next.awaiting = None;
+                if next.completed < *requests {
+                    let number = reply.request.next();
+                    let request = Request {
+                        operation: client_operation(reply.client, number),
+                        client: reply.client,
+                        request: number,
+                    };
+                    let primary = next.view.0 % u64::from(*replica_count);
+                    Self::send_request(&request, Id::from(primary as usize), o);
+                    o.set_timer(ModelTimer::ClientRetry, model_timeout());
+                    next.awaiting = Some(request);
+                } else {
+                    o.cancel_timer(ModelTimer::ClientRetry);
+                }
+                *state = Cow::Owned(ActorState::Client(next));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_timeout(
+        &self,
+        _id: Id,
+        state: &mut Cow<ActorState>,
+        timer: &ModelTimer,
+        o: &mut Out<Self>,
+    ) {
+        match (self, timer) {
+            (VrActor::Replica { config }, ModelTimer::Replica(timer)) => {
+                Self::step_replica(state, Input::Timeout(*timer), config.replica_count(), o);
+            }
+            (VrActor::Client { replica_count, .. }, ModelTimer::ClientRetry) => {
+                let ActorState::Client(client) = &**state else {
+                    return;
+                };
+                if let Some(request) = &client.awaiting {
+                    for replica in 0..*replica_count {
+                        Self::send_request(request, Id::from(usize::from(replica)), o);
+                    }
+                    o.set_timer(ModelTimer::ClientRetry, model_timeout());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            VrActor::Replica { config } => format!("r{}", config.id()),
+            VrActor::Client { .. } => "client".into(),
+        }
+    }
+}
+
+/// A replica's id as a stateright actor id.
+pub fn replica_actor(id: ReplicaId) -> Id {
+    Id::from(usize::from(id.0))
+}

@@ -1,0 +1,255 @@
+//! `vr-model`: model-check vr's protocol core, list the scenarios, or serve
+//! stateright's explorer.
+
+use clap::{Args, Parser, Subcommand};
+use stateright::Model;
+use std::process::ExitCode;
+use std::time::Duration;
+use vr_model::check::{self, Progress, Report, RunOptions, Strategy};
+use vr_model::model::ModelConfig;
+use vr_model::scenarios::{self, Scenario};
+
+#[derive(Parser)]
+#[command(
+    name = "vr-model",
+    version,
+    about = "Model-check vr's Viewstamped Replication core with stateright",
+    long_about = "Model-check vr's Viewstamped Replication core with stateright.\n\n\
+        The replica actors run the production core's own handlers; the checker explores every \
+        interleaving of deliveries, losses, timer expiries, crashes and restarts within the bounds, \
+        and checks every invariant of spec/invariants.md in every state."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a scenario (default: `default`) and report every property.
+    ///
+    /// Exit status: 0 when every `always` property holds and every `sometimes`
+    /// property is witnessed over a complete run; 1 when a property fails or the
+    /// run is incomplete (timeout, simulation); 2 for bad usage.
+    Check(CheckArgs),
+    /// List the named scenarios, one per line.
+    Scenarios,
+    /// Serve stateright's explorer for a scenario, to step through states in a
+    /// browser.
+    Explore {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Address to serve the explorer on.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: String,
+    },
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Search strategy: bfs finds the shortest counterexample; dfs needs far
+    /// less memory; simulation walks at random and is never complete.
+    #[arg(long, value_enum, default_value = "bfs")]
+    strategy: Strategy,
+    /// Checker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Stop after this many seconds (the run is then incomplete).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Print one JSON object with the results instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The scenario and the bounds that override it.
+#[derive(Args)]
+struct ModelArgs {
+    /// The named scenario to start from (see `vr-model scenarios`).
+    #[arg(long, default_value = "default")]
+    scenario: String,
+    /// Replicas, n = 2f + 1 (odd).
+    #[arg(long)]
+    replicas: Option<u8>,
+    /// Clients.
+    #[arg(long)]
+    clients: Option<u8>,
+    /// Requests per client.
+    #[arg(long)]
+    requests: Option<u8>,
+    /// Replica crashes (each may be followed by a restart with recovery).
+    #[arg(long)]
+    crashes: Option<u8>,
+    /// Let the network lose messages (`--lossy=false` turns it off).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    lossy: Option<bool>,
+    /// Let the network deliver messages more than once.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    duplicating: Option<bool>,
+    /// No replica goes past this view.
+    #[arg(long)]
+    max_view: Option<u64>,
+    /// The delivery layer's attempts per message before a peer counts as
+    /// disconnected.
+    #[arg(long)]
+    attempts_max: Option<u8>,
+    /// Log entries per NewState message.
+    #[arg(long)]
+    state_transfer_entries_max: Option<u32>,
+    /// Explore paths of at most this many steps.
+    #[arg(long)]
+    depth: Option<usize>,
+}
+
+impl ModelArgs {
+    fn resolve(&self) -> Result<(Scenario, ModelConfig), String> {
+        let scenario = scenarios::named(&self.scenario).ok_or_else(|| {
+            let names: Vec<&str> = scenarios::all().iter().map(|s| s.name).collect();
+            format!(
+                "no scenario named {:?}; the scenarios are: {}",
+                self.scenario,
+                names.join(", ")
+            )
+        })?;
+        let mut cfg = scenario.config.clone();
+        let set = |target: &mut u8, value: Option<u8>| {
+            if let Some(v) = value {
+                *target = v;
+            }
+        };
+        set(&mut cfg.replicas, self.replicas);
+        set(&mut cfg.clients, self.clients);
+        set(&mut cfg.requests, self.requests);
+        set(&mut cfg.crashes, self.crashes);
+        set(&mut cfg.attempts_max, self.attempts_max);
+        cfg.lossy = self.lossy.unwrap_or(cfg.lossy);
+        cfg.duplicating = self.duplicating.unwrap_or(cfg.duplicating);
+        cfg.max_view = self.max_view.unwrap_or(cfg.max_view);
+        cfg.state_transfer_entries_max = self
+            .state_transfer_entries_max
+            .unwrap_or(cfg.state_transfer_entries_max);
+        if cfg.crashes >= cfg.replicas {
+            return Err(format!(
+                "--crashes {} must be less than --replicas {}",
+                cfg.crashes, cfg.replicas
+            ));
+        }
+        cfg.replica_config().map_err(|e| e.to_string())?;
+        Ok((scenario, cfg))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Scenarios => {
+            for s in scenarios::all() {
+                println!("{:<20} {}", s.name, s.about);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Check(args) => check_command(args),
+        Command::Explore { model, addr } => {
+            let (scenario, cfg) = match model.resolve() {
+                Ok(resolved) => resolved,
+                Err(message) => return usage(&message),
+            };
+            let depth = model.depth.or(scenario.depth);
+            let model = cfg.into_model().expect("validated above");
+            eprintln!(
+                "serving the explorer for {:?} on http://{addr}",
+                scenario.name
+            );
+            let mut builder = model.checker();
+            if let Some(depth) = depth {
+                builder = builder.target_max_depth(depth);
+            }
+            builder.serve(addr.as_str());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn check_command(args: CheckArgs) -> ExitCode {
+    let (scenario, cfg) = match args.model.resolve() {
+        Ok(resolved) => resolved,
+        Err(message) => return usage(&message),
+    };
+    let options = RunOptions {
+        strategy: args.strategy,
+        threads: args.threads,
+        timeout: args.timeout.map(Duration::from_secs),
+        depth: args.model.depth.or(scenario.depth),
+        progress: Some(print_progress),
+    };
+    if !args.json {
+        eprintln!("checking {:?}: {cfg:?}", scenario.name);
+    }
+    let model = cfg.into_model().expect("validated above");
+    let report = check::run(model, &options);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report serializes")
+        );
+    } else {
+        print_report(&report);
+    }
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_progress(p: &Progress) {
+    eprintln!(
+        "  {:>10} states  {:>10} unique  depth {:>3}  {:>8.0} states/s  {:>6.1}s",
+        p.states,
+        p.unique_states,
+        p.depth,
+        p.states as f64 / p.seconds.max(1e-9),
+        p.seconds
+    );
+}
+
+fn print_report(report: &Report) {
+    for p in &report.properties {
+        println!("{:<13} {:<9} {}", p.status, p.kind, p.name);
+        if p.status == "violated" || p.status == "not witnessed" {
+            if let Some(trace) = &p.trace {
+                for (i, step) in trace.iter().enumerate() {
+                    println!("    {:>3}. {step}", i + 1);
+                }
+            }
+        }
+    }
+    println!(
+        "{} states, {} unique, depth {}, {:.1}s, {:.0} states/s, {:.0} unique/s, {}",
+        report.states,
+        report.unique_states,
+        report.max_depth,
+        report.seconds,
+        report.states_per_second(),
+        report.unique_states_per_second(),
+        if report.complete {
+            "complete"
+        } else {
+            "INCOMPLETE"
+        }
+    );
+    if report.passed() {
+        println!("PASS: every invariant holds and every behaviour of interest was reached");
+    } else if !report.complete {
+        println!("FAIL: the run is incomplete, so nothing is proved");
+    } else {
+        println!("FAIL: see the properties above");
+    }
+}

@@ -1,0 +1,245 @@
+//! The model: its bounds, the actors in it, the history it records, and the
+//! properties it checks.
+
+use crate::actors::{ActorState, Msg, ReplicaState, VrActor, client_id};
+use crate::properties;
+use crate::register::Register;
+use stateright::actor::{ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network};
+use stateright::semantics::register::Register as RegisterSpec;
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+use std::collections::{BTreeMap, BTreeSet};
+use vr::core::{ClientId, Config, ConfigError, Message, Replica, ReplicaId, RequestNumber, View};
+
+/// The checked system.
+pub type VrModel = ActorModel<VrActor, ModelConfig, History>;
+/// One state of it.
+pub type VrState = ActorModelState<VrActor, History>;
+
+/// The bounds and settings of a model run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// n, the number of replicas (odd).
+    pub replicas: u8,
+    /// How many clients.
+    pub clients: u8,
+    /// Requests per client.
+    pub requests: u8,
+    /// Crashes (each followed by a possible restart with recovery) in a run.
+    pub crashes: u8,
+    /// Whether the network may lose messages.
+    pub lossy: bool,
+    /// Whether the network may deliver a message more than once.
+    pub duplicating: bool,
+    /// No replica goes past this view.
+    pub max_view: u64,
+    /// The delivery layer's attempts per message.
+    pub attempts_max: u8,
+    /// Log entries per NewState.
+    pub state_transfer_entries_max: u32,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            replicas: 3,
+            clients: 1,
+            requests: 1,
+            crashes: 0,
+            lossy: false,
+            duplicating: false,
+            max_view: 1,
+            attempts_max: 2,
+            state_transfer_entries_max: 1,
+        }
+    }
+}
+
+/// What the model records besides the actors' states: the clients' operations
+/// for the linearizability check, and which views started.
+#[derive(Clone, Debug, PartialEq, Hash)]
+pub struct History {
+    /// The clients' invocations and returns.
+    pub linearizability: LinearizabilityTester<ClientId, RegisterSpec<u8>>,
+    /// Per client, the latest request invoked and the latest returned.
+    invoked: BTreeMap<ClientId, RequestNumber>,
+    returned: BTreeMap<ClientId, RequestNumber>,
+    /// The views a StartView was sent for: views that started.
+    pub started_views: BTreeSet<View>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            linearizability: LinearizabilityTester::new(RegisterSpec(0)),
+            invoked: BTreeMap::new(),
+            returned: BTreeMap::new(),
+            started_views: BTreeSet::new(),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The configuration every replica runs with (replica 0's view of it).
+    pub fn replica_config(&self) -> Result<Config, ConfigError> {
+        Config::with_settings(
+            self.replicas,
+            ReplicaId(0),
+            self.attempts_max,
+            self.state_transfer_entries_max,
+        )
+    }
+
+    /// The model, with the replicas configured by [`replica_config`].
+    ///
+    /// [`replica_config`]: ModelConfig::replica_config
+    pub fn into_model(self) -> Result<VrModel, ConfigError> {
+        let config = self.replica_config()?;
+        Ok(self.into_model_with(config))
+    }
+
+    /// The model with the replicas configured like `config` (tests use it to
+    /// run deliberately wrong variants).
+    pub fn into_model_with(self, config: Config) -> VrModel {
+        let replicas: Vec<VrActor> = (0..self.replicas)
+            .map(|i| VrActor::Replica {
+                config: config
+                    .for_replica(ReplicaId(i))
+                    .expect("id within the cluster"),
+            })
+            .collect();
+        let (replica_count, requests) = (self.replicas, self.requests);
+        let clients: Vec<VrActor> = (0..self.clients)
+            .map(|_| VrActor::Client {
+                replica_count,
+                requests,
+            })
+            .collect();
+        let network = if self.duplicating {
+            Network::new_unordered_duplicating([])
+        } else {
+            Network::new_unordered_nonduplicating([])
+        };
+        let lossy = if self.lossy {
+            LossyNetwork::Yes
+        } else {
+            LossyNetwork::No
+        };
+        let crashes = usize::from(self.crashes);
+        let model = ActorModel::new(self, History::default())
+            .actors(replicas)
+            .actors(clients)
+            .init_network(network)
+            .lossy_network(lossy)
+            .max_crashes(crashes)
+            .record_msg_out(record_out)
+            .record_msg_in(record_in)
+            .within_boundary(within_boundary);
+        properties::add_all(model)
+    }
+}
+
+/// Records a client's first send of each request as an invocation, and each
+/// StartView as a view that started.
+fn record_out(cfg: &ModelConfig, history: &History, envelope: Envelope<&Msg>) -> Option<History> {
+    match envelope.msg {
+        Msg::Request(request) if usize::from(envelope.src) >= usize::from(cfg.replicas) => {
+            let client = request.client;
+            if history
+                .invoked
+                .get(&client)
+                .is_some_and(|&r| r >= request.request)
+            {
+                return None;
+            }
+            let mut next = history.clone();
+            // An invalid history (two operations in flight for one client)
+            // makes the tester report the history as not linearizable.
+            let _ = next
+                .linearizability
+                .on_invoke(client, request.operation.to_spec());
+            next.invoked.insert(client, request.request);
+            Some(next)
+        }
+        Msg::Replica(e) => match &e.msg {
+            Message::StartView(start) if !history.started_views.contains(&start.view) => {
+                let mut next = history.clone();
+                next.started_views.insert(start.view);
+                Some(next)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Records the first reply a client gets to its request as its return.
+fn record_in(cfg: &ModelConfig, history: &History, envelope: Envelope<&Msg>) -> Option<History> {
+    let Msg::Reply(reply) = envelope.msg else {
+        return None;
+    };
+    let client = client_id(envelope.dst, cfg.replicas);
+    if reply.client != client
+        || history.invoked.get(&client) != Some(&reply.request)
+        || history.returned.get(&client) == Some(&reply.request)
+    {
+        return None;
+    }
+    let mut next = history.clone();
+    let _ = next
+        .linearizability
+        .on_return(client, reply.output.to_spec());
+    next.returned.insert(client, reply.request);
+    Some(next)
+}
+
+/// The bounds that keep runs finite: views, crashes, copies in flight; and
+/// clients never crash (only replicas do).
+fn within_boundary(cfg: &ModelConfig, state: &VrState) -> bool {
+    let replicas = usize::from(cfg.replicas);
+    if state.crashed[replicas..].iter().any(|&c| c) {
+        return false;
+    }
+    let restarts: u64 = state.actor_storages[..replicas]
+        .iter()
+        .map(|s| s.unwrap_or(1).saturating_sub(1))
+        .sum();
+    if restarts > u64::from(cfg.crashes) {
+        return false;
+    }
+    if replica_states(state).any(|r| r.replica.view() > View(cfg.max_view)) {
+        return false;
+    }
+    if let Network::UnorderedNonDuplicating(copies) = &state.network
+        && copies.values().any(|&n| n > usize::from(cfg.attempts_max))
+    {
+        return false;
+    }
+    true
+}
+
+/// Every replica's state, crashed ones included (a crashed replica keeps the
+/// state it crashed with until it restarts).
+pub fn replica_states(state: &VrState) -> impl Iterator<Item = &ReplicaState> {
+    state.actor_states.iter().filter_map(|s| match &**s {
+        ActorState::Replica(r) => Some(r),
+        ActorState::Client(_) => None,
+    })
+}
+
+/// The replicas that are up, with their actor ids.
+pub fn live_replicas(state: &VrState) -> impl Iterator<Item = (Id, &ReplicaState)> {
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !state.crashed[*i])
+        .filter_map(|(i, s)| match &**s {
+            ActorState::Replica(r) => Some((Id::from(i), r)),
+            ActorState::Client(_) => None,
+        })
+}
+
+/// The core records of the replicas that are up.
+pub fn up(state: &VrState) -> Vec<&Replica<Register>> {
+    live_replicas(state).map(|(_, r)| &r.replica).collect()
+}

@@ -1,0 +1,153 @@
+//! The model's properties: every invariant of spec/invariants.md as an
+//! `always` property named by its id, and `sometimes` properties showing that
+//! the behaviours of interest are reachable (so no invariant holds vacuously).
+
+use crate::invariants;
+use crate::model::{ModelConfig, VrModel, VrState, live_replicas, up};
+use stateright::Expectation;
+use stateright::semantics::ConsistencyTester;
+use vr::core::Status;
+
+/// The id of the linearizability invariant, checked over the client history.
+pub const LINEARIZABLE: &str = "INV-LINEARIZABLE";
+
+/// `sometimes`: some replica committed a request.
+pub const REQUEST_COMMITTED: &str = "a request committed";
+/// `sometimes`: some replica is Normal in a view after view 0.
+pub const VIEW_CHANGE_COMPLETED: &str = "a view change completed";
+/// `sometimes`: a primary is Normal in view v + 1 while primary(v) is down and
+/// view v never started: the failed next primary did not stall the cluster.
+pub const NEXT_PRIMARY_SKIPPED: &str = "a view change completed after primary(v) failed during it";
+/// `sometimes`: a replica counted a peer disconnected after attempts_max.
+pub const PEER_DISCONNECTED: &str = "a replica marked a peer disconnected";
+/// `sometimes`: a re-delivered StartViewChange or DoViewChange was not counted.
+pub const DUPLICATE_NOT_COUNTED: &str =
+    "a duplicate StartViewChange or DoViewChange was not counted";
+/// `sometimes`: a restarted replica recovered and is Normal again.
+pub const RECOVERED: &str = "a recovered replica rejoined";
+/// `sometimes`: a state transfer completed.
+pub const STATE_TRANSFERRED: &str = "a state transfer completed";
+
+/// A property's condition.
+type Condition = fn(&VrModel, &VrState) -> bool;
+
+macro_rules! state_invariants {
+    ($($id:literal => $name:ident),* $(,)?) => {
+        $(
+            fn $name(_: &VrModel, state: &VrState) -> bool {
+                invariants::check($id, &up(state)).is_ok()
+            }
+        )*
+        /// The `always` properties over replica states, by id.
+        const STATE_INVARIANTS: &[(&str, Condition)] = &[$(($id, $name)),*];
+    };
+}
+
+state_invariants! {
+    "INV-COMMIT-LE-OP" => commit_le_op,
+    "INV-LAST-NORMAL-VIEW" => last_normal_view,
+    "INV-CACHES-CLEARED" => caches_cleared,
+    "INV-PREPARE-OK-PRIMARY-ONLY" => prepare_ok_primary_only,
+    "INV-EXECUTED-ONCE" => executed_once,
+    "INV-DELIVERY-BOUNDED" => delivery_bounded,
+    "INV-RECOVERING-SILENT" => recovering_silent,
+    "INV-AGREEMENT" => agreement,
+    "INV-PRIMARY-HAS-COMMITTED" => primary_has_committed,
+    "INV-SAME-VIEW-PREFIX" => same_view_prefix,
+}
+
+fn linearizable(_: &VrModel, state: &VrState) -> bool {
+    state.history.linearizability.is_consistent()
+}
+
+fn request_committed(_: &VrModel, state: &VrState) -> bool {
+    up(state).iter().any(|r| r.commit_number().0 > 0)
+}
+
+fn view_change_completed(_: &VrModel, state: &VrState) -> bool {
+    up(state)
+        .iter()
+        .any(|r| r.status() == Status::Normal && r.view().0 > 0)
+}
+
+fn next_primary_skipped(_: &VrModel, state: &VrState) -> bool {
+    up(state).iter().any(|p| {
+        let failed = p.view().0.checked_sub(1).filter(|&v| v > 0);
+        p.status() == Status::Normal
+            && p.is_primary()
+            && failed.is_some_and(|v| {
+                let failed_primary = usize::from(p.config().primary(vr::core::View(v)).0);
+                state.crashed[failed_primary]
+                    && !state.history.started_views.contains(&vr::core::View(v))
+            })
+    })
+}
+
+fn peer_disconnected(_: &VrModel, state: &VrState) -> bool {
+    up(state)
+        .iter()
+        .any(|r| !r.delivery().disconnected().is_empty())
+}
+
+fn duplicate_not_counted(_: &VrModel, state: &VrState) -> bool {
+    live_replicas(state).any(|(_, r)| r.witness.duplicate_view_change_not_counted)
+}
+
+fn recovered(_: &VrModel, state: &VrState) -> bool {
+    live_replicas(state).any(|(_, r)| r.witness.recovered && r.replica.status() == Status::Normal)
+}
+
+fn state_transferred(_: &VrModel, state: &VrState) -> bool {
+    live_replicas(state).any(|(_, r)| r.witness.state_transferred)
+}
+
+/// The ids of every `always` property: the invariant ids of spec/.
+pub fn invariant_ids() -> Vec<&'static str> {
+    STATE_INVARIANTS
+        .iter()
+        .map(|(id, _)| *id)
+        .chain([LINEARIZABLE])
+        .collect()
+}
+
+/// The `sometimes` properties a run with these bounds can witness.
+pub fn expected_sometimes(cfg: &ModelConfig) -> Vec<&'static str> {
+    let mut names = vec![
+        REQUEST_COMMITTED,
+        VIEW_CHANGE_COMPLETED,
+        PEER_DISCONNECTED,
+        DUPLICATE_NOT_COUNTED,
+        STATE_TRANSFERRED,
+    ];
+    if cfg.crashes > 0 {
+        names.push(RECOVERED);
+        if cfg.max_view >= 2 {
+            names.push(NEXT_PRIMARY_SKIPPED);
+        }
+    }
+    names
+}
+
+/// Adds every property to the model.
+pub fn add_all(mut model: VrModel) -> VrModel {
+    for (id, check) in STATE_INVARIANTS {
+        model = model.property(Expectation::Always, id, *check);
+    }
+    model = model.property(Expectation::Always, LINEARIZABLE, linearizable);
+    let sometimes: [(&'static str, Condition); 7] = [
+        (REQUEST_COMMITTED, request_committed),
+        (VIEW_CHANGE_COMPLETED, view_change_completed),
+        (PEER_DISCONNECTED, peer_disconnected),
+        (DUPLICATE_NOT_COUNTED, duplicate_not_counted),
+        (STATE_TRANSFERRED, state_transferred),
+        (RECOVERED, recovered),
+        (NEXT_PRIMARY_SKIPPED, next_primary_skipped),
+    ];
+    let expected = expected_sometimes(&model.cfg);
+    for (name, check) in sometimes {
+        if expected.contains(&name) {
+            model = model.property(Expectation::Sometimes, name, check);
+        }
+    }
+    model
+}

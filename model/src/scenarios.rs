@@ -1,0 +1,72 @@
+//! The named scenarios: model configurations worth checking, each exhaustive
+//! within its bounds.
+
+use crate::model::ModelConfig;
+
+/// A named configuration.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub config: ModelConfig,
+    /// The deepest path explored (None: no limit).
+    pub depth: Option<usize>,
+}
+
+/// Every named scenario, `default` first.
+pub fn all() -> Vec<Scenario> {
+    let base = ModelConfig::default();
+    vec![
+        Scenario {
+            name: "default",
+            about: "3 replicas, 1 client: normal operation, a view change, resends and disconnection",
+            config: base.clone(),
+            depth: None,
+        },
+        Scenario {
+            name: "next-primary-fails",
+            about: "3 replicas: primary(1) crashes during the view change to view 1; view 2 must form",
+            config: ModelConfig {
+                crashes: 1,
+                max_view: 2,
+                ..base.clone()
+            },
+            depth: None,
+        },
+        Scenario {
+            name: "lossy",
+            about: "3 replicas, a lossy and duplicating network: resend, disconnect and the de-duplication caches",
+            config: ModelConfig {
+                lossy: true,
+                duplicating: true,
+                ..base.clone()
+            },
+            depth: None,
+        },
+        Scenario {
+            name: "recovery",
+            about: "3 replicas: a replica crashes, restarts and recovers",
+            config: ModelConfig {
+                crashes: 1,
+                ..base.clone()
+            },
+            depth: None,
+        },
+        Scenario {
+            name: "five-replicas",
+            about: "5 replicas (f = 2): the primary and then the next primary fail",
+            config: ModelConfig {
+                replicas: 5,
+                crashes: 2,
+                max_view: 2,
+                ..base
+            },
+            depth: None,
+        },
+    ]
+}
+
+/// The scenario called `name`.
+pub fn named(name: &str) -> Option<Scenario> {
+    all().into_iter().find(|s| s.name == name)
+}

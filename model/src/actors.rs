@@ -41,8 +41,17 @@ pub enum ModelTimer {
 /// clients (actor n + k is client k).
 #[derive(Clone, Debug)]
 pub enum VrActor {
-    Replica { config: Config },
-    Client { replica_count: u8, requests: u8 },
+    Replica {
+        config: Config,
+    },
+    /// A replica that is down from the start and never runs.
+    Down {
+        config: Config,
+    },
+    Client {
+        replica_count: u8,
+        requests: u8,
+    },
 }
 
 /// What a replica has done that no state shows later: the `sometimes`
@@ -100,6 +109,7 @@ pub struct ClientState {
 pub enum ActorState {
     Replica(ReplicaState),
     Client(ClientState),
+    Down,
 }
 
 impl fmt::Debug for ActorState {
@@ -112,6 +122,7 @@ impl fmt::Debug for ActorState {
                 }
                 Ok(())
             }
+            ActorState::Down => write!(f, "down"),
             ActorState::Client(c) => match &c.awaiting {
                 Some(request) => write!(f, "client done={} awaiting {request:?}", c.completed),
                 None => write!(f, "client done={}", c.completed),
@@ -247,6 +258,7 @@ impl Actor for VrActor {
 
     fn on_start(&self, id: Id, storage: &Option<u64>, o: &mut Out<Self>) -> ActorState {
         match self {
+            VrActor::Down { .. } => ActorState::Down,
             VrActor::Replica { config } => {
                 let mut effects = Vec::new();
                 let replica = match storage {
@@ -364,7 +376,7 @@ impl Actor for VrActor {
 
     fn name(&self) -> String {
         match self {
-            VrActor::Replica { config } => format!("r{}", config.id()),
+            VrActor::Replica { config } | VrActor::Down { config } => format!("r{}", config.id()),
             VrActor::Client { .. } => "client".into(),
         }
     }

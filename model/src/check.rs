@@ -70,7 +70,8 @@ pub struct PropertyReport {
     pub name: &'static str,
     /// "always" or "sometimes".
     pub kind: &'static str,
-    /// "holds", "violated", "witnessed" or "not witnessed".
+    /// "holds", "holds so far" (incomplete run), "violated", "witnessed" or
+    /// "not witnessed".
     pub status: &'static str,
     /// The steps to the counterexample or witness, if one was found.
     pub trace: Option<Vec<String>>,
@@ -110,9 +111,6 @@ pub fn run(model: VrModel, options: &RunOptions) -> Report {
         .checker()
         .threads(options.threads.max(1))
         .finish_when(HasDiscoveries::AnyFailures);
-    if let Some(timeout) = options.timeout {
-        builder = builder.timeout(timeout);
-    }
     if let Some(depth) = options.depth {
         builder = builder.target_max_depth(depth);
     }
@@ -129,7 +127,15 @@ pub fn run(model: VrModel, options: &RunOptions) -> Report {
 
 fn finish(checker: impl Checker<VrModel>, started: Instant, options: &RunOptions) -> Report {
     let mut last = Instant::now();
+    let mut timed_out = false;
     while !checker.is_done() {
+        // stateright's own timeout does not stop a single search thread that
+        // still has work queued, so the deadline is kept here: past it, the
+        // report is made from what was explored and the search is abandoned.
+        if options.timeout.is_some_and(|t| started.elapsed() >= t) {
+            timed_out = true;
+            break;
+        }
         std::thread::sleep(Duration::from_millis(50));
         if let Some(progress) = options.progress
             && last.elapsed() >= Duration::from_secs(1)
@@ -143,21 +149,23 @@ fn finish(checker: impl Checker<VrModel>, started: Instant, options: &RunOptions
             });
         }
     }
-    let checker = checker.join();
+    let checker = if timed_out { checker } else { checker.join() };
     let seconds = started.elapsed().as_secs_f64();
-    let timed_out = options.timeout.is_some_and(|t| started.elapsed() >= t);
+    let timed_out = timed_out || options.timeout.is_some_and(|t| started.elapsed() >= t);
     let model = checker.model();
     let discoveries = checker.discoveries();
     let failed = model
         .properties()
         .iter()
         .any(|p| p.expectation == Expectation::Always && discoveries.contains_key(p.name));
+    let complete = failed || (!timed_out && options.strategy != Strategy::Simulation);
     let properties = model
         .properties()
         .iter()
         .map(|p| {
             let found = discoveries.get(p.name);
             let (kind, status) = match (&p.expectation, found) {
+                (Expectation::Always, None) if !complete => ("always", "holds so far"),
                 (Expectation::Always, None) => ("always", "holds"),
                 (Expectation::Always, Some(_)) => ("always", "violated"),
                 (Expectation::Sometimes, Some(_)) => ("sometimes", "witnessed"),
@@ -180,7 +188,7 @@ fn finish(checker: impl Checker<VrModel>, started: Instant, options: &RunOptions
         seconds,
         // A run stopped at its first violation explored less than everything,
         // but its verdict is final; a simulation is never exhaustive.
-        complete: failed || (!timed_out && options.strategy != Strategy::Simulation),
+        complete,
         properties,
     }
 }
@@ -208,7 +216,7 @@ pub fn trace(
 
 fn name(model: &VrModel, id: Id) -> String {
     match model.actors.get(usize::from(id)) {
-        Some(VrActor::Replica { config }) => format!("r{}", config.id()),
+        Some(VrActor::Replica { config } | VrActor::Down { config }) => format!("r{}", config.id()),
         Some(VrActor::Client { .. }) => {
             format!(
                 "client{}",
@@ -247,7 +255,9 @@ pub fn describe(model: &VrModel, action: &ActorModelAction<Msg, ModelTimer, ()>)
 pub fn summary(model: &VrModel, state: &VrState) -> String {
     let mut parts = Vec::new();
     for (i, actor) in state.actor_states.iter().enumerate() {
-        if let ActorState::Replica(r) = &**actor {
+        if let ActorState::Down = &**actor {
+            parts.push(format!("r{i} down"));
+        } else if let ActorState::Replica(r) = &**actor {
             let r = &r.replica;
             if state.crashed[i] {
                 parts.push(format!("r{i} crashed"));

@@ -49,10 +49,11 @@ enum Command {
 struct CheckArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Search strategy: bfs finds the shortest counterexample; dfs needs far
-    /// less memory; simulation walks at random and is never complete.
-    #[arg(long, value_enum, default_value = "bfs")]
-    strategy: Strategy,
+    /// Search strategy (default: the scenario's): bfs finds the shortest
+    /// counterexample; dfs needs far less memory; simulation walks at random
+    /// and is never complete.
+    #[arg(long, value_enum)]
+    strategy: Option<Strategy>,
     /// Checker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -98,6 +99,10 @@ struct ModelArgs {
     /// Log entries per NewState message.
     #[arg(long)]
     state_transfer_entries_max: Option<u32>,
+    /// Replicas 0 .. N are down from the start (their failure precedes
+    /// everything else).
+    #[arg(long)]
+    down: Option<u8>,
     /// Explore paths of at most this many steps.
     #[arg(long)]
     depth: Option<usize>,
@@ -127,6 +132,9 @@ impl ModelArgs {
         cfg.lossy = self.lossy.unwrap_or(cfg.lossy);
         cfg.duplicating = self.duplicating.unwrap_or(cfg.duplicating);
         cfg.max_view = self.max_view.unwrap_or(cfg.max_view);
+        if let Some(down) = self.down {
+            cfg.down = down;
+        }
         cfg.state_transfer_entries_max = self
             .state_transfer_entries_max
             .unwrap_or(cfg.state_transfer_entries_max);
@@ -146,7 +154,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Scenarios => {
             for s in scenarios::all() {
-                println!("{:<20} {}", s.name, s.about);
+                let depth = s
+                    .depth
+                    .map_or("no depth bound".to_string(), |d| format!("depth {d}"));
+                println!("{:<20} {} ({:?}, {depth})", s.name, s.about, s.strategy);
             }
             ExitCode::SUCCESS
         }
@@ -183,7 +194,7 @@ fn check_command(args: CheckArgs) -> ExitCode {
         Err(message) => return usage(&message),
     };
     let options = RunOptions {
-        strategy: args.strategy,
+        strategy: args.strategy.unwrap_or(scenario.strategy),
         threads: args.threads,
         timeout: args.timeout.map(Duration::from_secs),
         depth: args.model.depth.or(scenario.depth),

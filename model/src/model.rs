@@ -36,6 +36,11 @@ pub struct ModelConfig {
     pub attempts_max: u8,
     /// Log entries per NewState.
     pub state_transfer_entries_max: u32,
+    /// Replicas 0 .. down are down from the start and never run: the
+    /// primary of view 0 (and more) has failed before anything happened.
+    pub down: u8,
+    /// If set, only this replica may crash (the others never do).
+    pub crash_only: Option<u8>,
 }
 
 impl Default for ModelConfig {
@@ -50,6 +55,8 @@ impl Default for ModelConfig {
             max_view: 1,
             attempts_max: 2,
             state_transfer_entries_max: 1,
+            down: 0,
+            crash_only: None,
         }
     }
 }
@@ -101,10 +108,15 @@ impl ModelConfig {
     /// run deliberately wrong variants).
     pub fn into_model_with(self, config: Config) -> VrModel {
         let replicas: Vec<VrActor> = (0..self.replicas)
-            .map(|i| VrActor::Replica {
-                config: config
+            .map(|i| {
+                let config = config
                     .for_replica(ReplicaId(i))
-                    .expect("id within the cluster"),
+                    .expect("id within the cluster");
+                if i < self.down {
+                    VrActor::Down { config }
+                } else {
+                    VrActor::Replica { config }
+                }
             })
             .collect();
         let (replica_count, requests) = (self.replicas, self.requests);
@@ -199,6 +211,14 @@ fn within_boundary(cfg: &ModelConfig, state: &VrState) -> bool {
     if state.crashed[replicas..].iter().any(|&c| c) {
         return false;
     }
+    if let Some(only) = cfg.crash_only
+        && state.crashed[..replicas]
+            .iter()
+            .enumerate()
+            .any(|(i, &c)| c && i != usize::from(only))
+    {
+        return false;
+    }
     let restarts: u64 = state.actor_storages[..replicas]
         .iter()
         .map(|s| s.unwrap_or(1).saturating_sub(1))
@@ -222,7 +242,7 @@ fn within_boundary(cfg: &ModelConfig, state: &VrState) -> bool {
 pub fn replica_states(state: &VrState) -> impl Iterator<Item = &ReplicaState> {
     state.actor_states.iter().filter_map(|s| match &**s {
         ActorState::Replica(r) => Some(r),
-        ActorState::Client(_) => None,
+        ActorState::Client(_) | ActorState::Down => None,
     })
 }
 
@@ -235,7 +255,7 @@ pub fn live_replicas(state: &VrState) -> impl Iterator<Item = (Id, &ReplicaState
         .filter(|(i, _)| !state.crashed[*i])
         .filter_map(|(i, s)| match &**s {
             ActorState::Replica(r) => Some((Id::from(i), r)),
-            ActorState::Client(_) => None,
+            ActorState::Client(_) | ActorState::Down => None,
         })
 }
 

@@ -2,6 +2,7 @@
 //! `always` property named by its id, and `sometimes` properties showing that
 //! the behaviours of interest are reachable (so no invariant holds vacuously).
 
+use crate::actors::ActorState;
 use crate::invariants;
 use crate::model::{ModelConfig, VrModel, VrState, live_replicas, up};
 use stateright::Expectation;
@@ -77,7 +78,8 @@ fn next_primary_skipped(_: &VrModel, state: &VrState) -> bool {
             && p.is_primary()
             && failed.is_some_and(|v| {
                 let failed_primary = usize::from(p.config().primary(vr::core::View(v)).0);
-                state.crashed[failed_primary]
+                let down = matches!(&*state.actor_states[failed_primary], ActorState::Down);
+                (state.crashed[failed_primary] || down)
                     && !state.history.started_views.contains(&vr::core::View(v))
             })
     })
@@ -113,17 +115,18 @@ pub fn invariant_ids() -> Vec<&'static str> {
 /// The `sometimes` properties a run with these bounds can witness.
 pub fn expected_sometimes(cfg: &ModelConfig) -> Vec<&'static str> {
     let mut names = vec![
-        REQUEST_COMMITTED,
         VIEW_CHANGE_COMPLETED,
         PEER_DISCONNECTED,
         DUPLICATE_NOT_COUNTED,
-        STATE_TRANSFERRED,
     ];
-    if cfg.crashes > 0 {
+    if cfg.clients > 0 && cfg.requests > 0 {
+        names.extend([REQUEST_COMMITTED, STATE_TRANSFERRED]);
+    }
+    if cfg.crashes > 0 && cfg.crash_only.is_none() {
         names.push(RECOVERED);
-        if cfg.max_view >= 2 {
-            names.push(NEXT_PRIMARY_SKIPPED);
-        }
+    }
+    if (cfg.crashes > 0 || cfg.down > 0) && cfg.max_view >= 2 {
+        names.push(NEXT_PRIMARY_SKIPPED);
     }
     names
 }

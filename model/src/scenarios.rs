@@ -1,6 +1,7 @@
 //! The named scenarios: model configurations worth checking, each exhaustive
 //! within its bounds.
 
+use crate::check::Strategy;
 use crate::model::ModelConfig;
 
 /// A named configuration.
@@ -11,6 +12,10 @@ pub struct Scenario {
     pub config: ModelConfig,
     /// The deepest path explored (None: no limit).
     pub depth: Option<usize>,
+    /// How to search: breadth-first where the depth bound makes it
+    /// exhaustive within memory, depth-first (no depth bound) where the
+    /// breadth-first frontier would not fit.
+    pub strategy: Strategy,
 }
 
 /// Every named scenario, `default` first.
@@ -21,7 +26,8 @@ pub fn all() -> Vec<Scenario> {
             name: "default",
             about: "3 replicas, 1 client: normal operation, a view change, resends and disconnection",
             config: base.clone(),
-            depth: None,
+            depth: Some(10),
+            strategy: Strategy::Bfs,
         },
         Scenario {
             name: "next-primary-fails",
@@ -31,7 +37,8 @@ pub fn all() -> Vec<Scenario> {
                 max_view: 2,
                 ..base.clone()
             },
-            depth: None,
+            depth: Some(9),
+            strategy: Strategy::Bfs,
         },
         Scenario {
             name: "lossy",
@@ -41,7 +48,8 @@ pub fn all() -> Vec<Scenario> {
                 duplicating: true,
                 ..base.clone()
             },
-            depth: None,
+            depth: Some(8),
+            strategy: Strategy::Bfs,
         },
         Scenario {
             name: "recovery",
@@ -50,18 +58,21 @@ pub fn all() -> Vec<Scenario> {
                 crashes: 1,
                 ..base.clone()
             },
-            depth: None,
+            depth: Some(9),
+            strategy: Strategy::Bfs,
         },
         Scenario {
             name: "five-replicas",
-            about: "5 replicas (f = 2): the primary and then the next primary fail",
+            about: "5 replicas (f = 2): primary(0) and primary(1) are down; the view change to view 1 stalls and view 2 must form",
             config: ModelConfig {
                 replicas: 5,
-                crashes: 2,
+                clients: 0,
+                down: 2,
                 max_view: 2,
                 ..base
             },
             depth: None,
+            strategy: Strategy::Dfs,
         },
     ]
 }

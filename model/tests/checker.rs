@@ -1,0 +1,127 @@
+//! The model checker on small bounds: the scenarios pass, the explored state
+//! count is pinned, and deliberately wrong variants of the core are caught.
+
+use vr::core::Bug;
+use vr_model::check::{self, Report, RunOptions, Strategy};
+use vr_model::model::ModelConfig;
+use vr_model::properties;
+
+fn bfs(depth: usize) -> RunOptions {
+    RunOptions {
+        strategy: Strategy::Bfs,
+        depth: Some(depth),
+        ..RunOptions::default()
+    }
+}
+
+fn run(cfg: ModelConfig, depth: usize) -> Report {
+    check::run(cfg.into_model().expect("valid bounds"), &bfs(depth))
+}
+
+fn run_with_bug(cfg: ModelConfig, bug: Bug, depth: usize) -> Report {
+    let config = cfg.replica_config().expect("valid bounds").with_bug(bug);
+    check::run(cfg.into_model_with(config), &bfs(depth))
+}
+
+fn status<'a>(report: &'a Report, name: &str) -> &'a str {
+    report
+        .property(name)
+        .unwrap_or_else(|| panic!("no property {name}"))
+        .status
+}
+
+#[test]
+fn the_default_model_holds_every_invariant_and_reaches_every_behaviour_at_depth_eight() {
+    let report = run(ModelConfig::default(), 8);
+    assert!(report.complete);
+    for p in &report.properties {
+        assert!(
+            p.status == "holds" || p.status == "witnessed",
+            "{} is {}: {:?}",
+            p.name,
+            p.status,
+            p.trace
+        );
+    }
+    assert!(report.passed());
+}
+
+/// A change to what the model explores changes this number: if it moves,
+/// say why in the commit (spec/ or the core changed behaviour).
+#[test]
+fn the_default_model_explores_a_pinned_number_of_states_at_depth_seven() {
+    let report = run(ModelConfig::default(), 7);
+    assert_eq!(report.unique_states, 14533);
+}
+
+#[test]
+fn a_primary_that_commits_before_f_prepare_oks_is_caught() {
+    let cfg = ModelConfig::default();
+    let report = run_with_bug(cfg.clone(), Bug::CommitWithoutQuorum, 8);
+    assert_eq!(status(&report, "INV-PRIMARY-HAS-COMMITTED"), "violated");
+    let trace = report
+        .property("INV-PRIMARY-HAS-COMMITTED")
+        .unwrap()
+        .trace
+        .as_ref()
+        .unwrap();
+    assert!(
+        trace.iter().any(|step| step.contains("StartView")),
+        "{trace:#?}"
+    );
+    // The same bounds without the bug hold.
+    assert_eq!(status(&run(cfg, 8), "INV-PRIMARY-HAS-COMMITTED"), "holds");
+}
+
+#[test]
+fn a_do_view_change_cache_that_counts_a_duplicate_twice_is_caught() {
+    let cfg = ModelConfig::default();
+    let report = run_with_bug(cfg, Bug::CountDuplicateDoViewChange, 11);
+    let violated: Vec<&str> = report
+        .properties
+        .iter()
+        .filter(|p| p.status == "violated")
+        .map(|p| p.name)
+        .collect();
+    assert!(
+        !violated.is_empty(),
+        "no invariant caught the bug: {report:#?}"
+    );
+    let trace = report
+        .property(violated[0])
+        .unwrap()
+        .trace
+        .as_ref()
+        .unwrap();
+    let dvc_deliveries = trace.iter().filter(|s| s.contains("DoViewChange")).count();
+    assert!(
+        dvc_deliveries >= 2,
+        "the trace re-delivers a DoViewChange: {trace:#?}"
+    );
+}
+
+#[test]
+fn a_run_stopped_by_its_timeout_is_incomplete_and_fails() {
+    // The abandoned search goes on in the background until the depth bound.
+    let options = RunOptions {
+        timeout: Some(std::time::Duration::from_millis(1)),
+        depth: Some(8),
+        ..RunOptions::default()
+    };
+    let report = check::run(ModelConfig::default().into_model().unwrap(), &options);
+    assert!(!report.complete);
+    assert!(!report.passed());
+}
+
+#[test]
+fn sometimes_properties_a_scenario_cannot_reach_are_not_expected_of_it() {
+    let no_crash = properties::expected_sometimes(&ModelConfig::default());
+    assert!(!no_crash.contains(&properties::RECOVERED));
+    let crash = properties::expected_sometimes(&ModelConfig {
+        crashes: 1,
+        max_view: 2,
+        ..ModelConfig::default()
+    });
+    assert!(crash.contains(&properties::RECOVERED));
+    assert!(crash.contains(&properties::NEXT_PRIMARY_SKIPPED));
+}

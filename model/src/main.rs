@@ -103,6 +103,9 @@ struct ModelArgs {
     /// everything else).
     #[arg(long)]
     down: Option<u8>,
+    /// Only this replica may crash (the others never do).
+    #[arg(long)]
+    crash_only: Option<u8>,
     /// Explore paths of at most this many steps.
     #[arg(long)]
     depth: Option<usize>,
@@ -134,6 +137,9 @@ impl ModelArgs {
         cfg.max_view = self.max_view.unwrap_or(cfg.max_view);
         if let Some(down) = self.down {
             cfg.down = down;
+        }
+        if self.crash_only.is_some() {
+            cfg.crash_only = self.crash_only;
         }
         cfg.state_transfer_entries_max = self
             .state_transfer_entries_max

@@ -125,3 +125,22 @@ fn sometimes_properties_a_scenario_cannot_reach_are_not_expected_of_it() {
     assert!(crash.contains(&properties::RECOVERED));
     assert!(crash.contains(&properties::NEXT_PRIMARY_SKIPPED));
 }
+
+#[test]
+fn every_named_scenario_builds_and_holds_its_invariants_at_a_small_depth() {
+    for scenario in vr_model::scenarios::all() {
+        let report = run(scenario.config.clone(), 6);
+        let violated: Vec<&str> = report
+            .properties
+            .iter()
+            .filter(|p| p.status == "violated")
+            .map(|p| p.name)
+            .collect();
+        assert!(violated.is_empty(), "{}: {violated:?}", scenario.name);
+        assert!(
+            report.unique_states > 10,
+            "{} explored something",
+            scenario.name
+        );
+    }
+}

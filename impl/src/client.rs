@@ -1,0 +1,201 @@
+//! The client library: sends each operation to the primary it knows, retries
+//! to every replica on a timeout, and learns the view from replies. Each
+//! request carries the client's id and the next request-number, so the
+//! replicas' client table executes it at most once however often it is sent.
+
+use crate::app::{KvOperation, KvOutput};
+use crate::core::{ClientId, Request, RequestNumber, View};
+use crate::runtime::ClusterConfig;
+use crate::runtime::wire::{self, DATAGRAM_MAX, Packet, StatusReport};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// Why an operation did not complete.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No reply within the deadline. The operation may or may not have
+    /// executed: a retry with the same client would not execute it twice.
+    Timeout { waited: Duration },
+    /// The request could not be sent or is refused before it is sent (for
+    /// example, too large for a datagram).
+    Rejected(String),
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Timeout { waited } => write!(
+                f,
+                "no reply within {:.1}s: the cluster may be down or without a quorum; the operation may or may not have taken effect",
+                waited.as_secs_f64()
+            ),
+            ClientError::Rejected(reason) => write!(f, "request rejected: {reason}"),
+            ClientError::Io(e) => write!(f, "socket error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+/// A client of one cluster.
+pub struct Client {
+    cluster: ClusterConfig,
+    socket: UdpSocket,
+    id: ClientId,
+    next: RequestNumber,
+    view: View,
+    /// How long to wait for the primary before asking every replica.
+    pub retry: Duration,
+    /// How long to wait for a reply in all.
+    pub deadline: Duration,
+}
+
+impl Client {
+    /// A client with a random id.
+    pub fn new(cluster: ClusterConfig) -> Result<Client, ClientError> {
+        let id = getrandom::u64()
+            .map_err(|e| ClientError::Rejected(format!("no randomness for a client id: {e}")))?;
+        Client::with_id(cluster, ClientId(id))
+    }
+
+    /// A client with the given id (ids must be unique among clients).
+    pub fn with_id(cluster: ClusterConfig, id: ClientId) -> Result<Client, ClientError> {
+        let unspecified: SocketAddr = if cluster.addresses[0].is_ipv4() {
+            "0.0.0.0:0".parse().unwrap()
+        } else {
+            "[::]:0".parse().unwrap()
+        };
+        let socket = UdpSocket::bind(unspecified)?;
+        Ok(Client {
+            cluster,
+            socket,
+            id,
+            next: RequestNumber(1),
+            view: View(0),
+            retry: Duration::from_millis(250),
+            deadline: Duration::from_secs(5),
+        })
+    }
+
+    /// This client's id.
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// The latest view a reply came from.
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    /// Executes `operation` on the cluster and returns its output.
+    pub fn call(&mut self, operation: KvOperation) -> Result<KvOutput, ClientError> {
+        let request = Request {
+            operation,
+            client: self.id,
+            request: self.next,
+        };
+        self.next = self.next.next();
+        let bytes = wire::encode(self.cluster.cluster_id, &Packet::Request(request.clone()))
+            .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        let started = Instant::now();
+        if let Some(primary) = self.cluster.address(self.cluster.primary(self.view)) {
+            self.send(&bytes, primary);
+        }
+        let mut next_retry = started + self.retry;
+        let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
+        loop {
+            let now = Instant::now();
+            if now >= started + self.deadline {
+                return Err(ClientError::Timeout {
+                    waited: now - started,
+                });
+            }
+            if now >= next_retry {
+                for address in self.cluster.addresses.clone() {
+                    self.send(&bytes, address);
+                }
+                next_retry = now + self.retry;
+            }
+            let wait = next_retry
+                .min(started + self.deadline)
+                .saturating_duration_since(now);
+            self.socket
+                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+            let len = match self.socket.recv_from(&mut buffer) {
+                Ok((len, _)) => len,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Ok(Packet::Reply(reply)) = wire::decode(self.cluster.cluster_id, &buffer[..len])
+                && reply.client == self.id
+                && reply.request == request.request
+            {
+                self.view = self.view.max(reply.view);
+                return Ok(reply.output);
+            }
+        }
+    }
+
+    fn send(&self, bytes: &[u8], address: SocketAddr) {
+        // A replica that is down is the retry's business, not an error.
+        let _ = self.socket.send_to(bytes, address);
+    }
+
+    /// Asks every replica for its status; `None` for those that do not answer
+    /// within `wait`.
+    pub fn statuses(&self, wait: Duration) -> Result<Vec<Option<StatusReport>>, ClientError> {
+        let bytes = wire::encode(self.cluster.cluster_id, &Packet::StatusQuery)
+            .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        for address in &self.cluster.addresses {
+            self.send(&bytes, *address);
+        }
+        let mut reports: Vec<Option<StatusReport>> = vec![None; self.cluster.addresses.len()];
+        let started = Instant::now();
+        let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
+        while reports.iter().any(Option::is_none) && started.elapsed() < wait {
+            self.socket.set_read_timeout(Some(
+                (wait - started.elapsed()).max(Duration::from_millis(1)),
+            ))?;
+            let (len, source) = match self.socket.recv_from(&mut buffer) {
+                Ok(received) => received,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Ok(Packet::Status(report)) =
+                wire::decode(self.cluster.cluster_id, &buffer[..len])
+                && let Some(id) = self.cluster.replica_at(source)
+            {
+                reports[usize::from(id.0)] = Some(report);
+            }
+        }
+        Ok(reports)
+    }
+}

@@ -1,0 +1,319 @@
+//! The cluster configuration file (TOML) and the runtime's timer settings.
+//!
+//! ```toml
+//! cluster_id = 1
+//!
+//! [[replica]]
+//! id = 0
+//! address = "127.0.0.1:7000"
+//! ```
+
+use crate::core::{Config, ReplicaId, Timer};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Every replica's id and address, and the cluster's id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Datagrams carrying another cluster id are dropped.
+    pub cluster_id: u32,
+    /// Replica addresses, indexed by replica id.
+    pub addresses: Vec<SocketAddr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    cluster_id: u32,
+    #[serde(rename = "replica", default)]
+    replicas: Vec<FileReplica>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReplica {
+    id: u8,
+    address: String,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug)]
+pub enum ConfigFileError {
+    Read { path: String, error: std::io::Error },
+    Parse(String),
+    NoReplicas,
+    EvenReplicaCount(usize),
+    TooManyReplicas(usize),
+    DuplicateId(u8),
+    MissingId(u8),
+    BadAddress { id: u8, address: String },
+    DuplicateAddress(SocketAddr),
+    UnknownId { id: u8, replica_count: usize },
+}
+
+impl fmt::Display for ConfigFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigFileError::Read { path, error } => write!(f, "cannot read {path}: {error}"),
+            ConfigFileError::Parse(message) => write!(f, "invalid configuration: {message}"),
+            ConfigFileError::NoReplicas => write!(f, "the configuration names no replica"),
+            ConfigFileError::EvenReplicaCount(n) => write!(
+                f,
+                "a cluster needs an odd number of replicas (2f+1), the configuration has {n}"
+            ),
+            ConfigFileError::TooManyReplicas(n) => {
+                write!(f, "{n} replicas: at most 255 are supported")
+            }
+            ConfigFileError::DuplicateId(id) => write!(f, "replica id {id} appears twice"),
+            ConfigFileError::MissingId(id) => write!(
+                f,
+                "replica ids must be 0, 1, 2, ... without gaps: {id} is missing"
+            ),
+            ConfigFileError::BadAddress { id, address } => write!(
+                f,
+                "replica {id}: {address:?} is not an address like 127.0.0.1:7000"
+            ),
+            ConfigFileError::DuplicateAddress(address) => {
+                write!(f, "address {address} is given to two replicas")
+            }
+            ConfigFileError::UnknownId { id, replica_count } => write!(
+                f,
+                "replica id {id} is not in the configuration (ids 0..{replica_count})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigFileError {}
+
+impl ClusterConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigFileError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigFileError::Read {
+            path: path.display().to_string(),
+            error,
+        })?;
+        ClusterConfig::parse(&text)
+    }
+
+    /// Parses and validates a configuration.
+    pub fn parse(text: &str) -> Result<ClusterConfig, ConfigFileError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigFileError::Parse(e.to_string()))?;
+        let mut ids = BTreeSet::new();
+        for replica in &file.replicas {
+            if !ids.insert(replica.id) {
+                return Err(ConfigFileError::DuplicateId(replica.id));
+            }
+        }
+        let mut replicas = file.replicas;
+        replicas.sort_by_key(|r| r.id);
+        let mut addresses = Vec::new();
+        for (expected, replica) in replicas.iter().enumerate() {
+            if usize::from(replica.id) != expected {
+                return Err(ConfigFileError::MissingId(expected as u8));
+            }
+            let address = replica
+                .address
+                .parse()
+                .map_err(|_| ConfigFileError::BadAddress {
+                    id: replica.id,
+                    address: replica.address.clone(),
+                })?;
+            addresses.push(address);
+        }
+        ClusterConfig::new(file.cluster_id, addresses)
+    }
+
+    /// A configuration from its parts, validated.
+    pub fn new(
+        cluster_id: u32,
+        addresses: Vec<SocketAddr>,
+    ) -> Result<ClusterConfig, ConfigFileError> {
+        let n = addresses.len();
+        if n == 0 {
+            return Err(ConfigFileError::NoReplicas);
+        }
+        if n > 255 {
+            return Err(ConfigFileError::TooManyReplicas(n));
+        }
+        if n % 2 == 0 {
+            return Err(ConfigFileError::EvenReplicaCount(n));
+        }
+        let mut seen = BTreeSet::new();
+        for address in &addresses {
+            if !seen.insert(*address) {
+                return Err(ConfigFileError::DuplicateAddress(*address));
+            }
+        }
+        Ok(ClusterConfig {
+            cluster_id,
+            addresses,
+        })
+    }
+
+    /// A loopback cluster of `replicas` on consecutive ports from `port`.
+    pub fn loopback(
+        cluster_id: u32,
+        replicas: u8,
+        port: u16,
+    ) -> Result<ClusterConfig, ConfigFileError> {
+        let addresses = (0..replicas)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], port + u16::from(i))))
+            .collect();
+        ClusterConfig::new(cluster_id, addresses)
+    }
+
+    /// The number of replicas.
+    pub fn replica_count(&self) -> u8 {
+        self.addresses.len() as u8
+    }
+
+    /// The address of replica `id`.
+    pub fn address(&self, id: ReplicaId) -> Option<SocketAddr> {
+        self.addresses.get(usize::from(id.0)).copied()
+    }
+
+    /// primary(v) = v mod n.
+    pub fn primary(&self, view: crate::core::View) -> ReplicaId {
+        ReplicaId((view.0 % self.addresses.len() as u64) as u8)
+    }
+
+    /// The replica whose configured address is `address`.
+    pub fn replica_at(&self, address: SocketAddr) -> Option<ReplicaId> {
+        self.addresses
+            .iter()
+            .position(|a| *a == address)
+            .map(|i| ReplicaId(i as u8))
+    }
+
+    /// The core's configuration for replica `id`.
+    pub fn core_config(&self, id: u8) -> Result<Config, ConfigFileError> {
+        Config::new(self.replica_count(), ReplicaId(id)).map_err(|_| ConfigFileError::UnknownId {
+            id,
+            replica_count: self.addresses.len(),
+        })
+    }
+
+    /// The configuration as a file.
+    pub fn to_toml(&self) -> String {
+        let mut text = format!("cluster_id = {}\n", self.cluster_id);
+        for (id, address) in self.addresses.iter().enumerate() {
+            text.push_str(&format!(
+                "\n[[replica]]\nid = {id}\naddress = \"{address}\"\n"
+            ));
+        }
+        text
+    }
+}
+
+/// How long each of the core's timers runs. The core decides when a timer
+/// starts and stops; these are the runtime's choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// An idle primary sends Commit this often.
+    pub heartbeat: Duration,
+    /// A backup that hears nothing from its primary for this long starts a
+    /// view change.
+    pub primary_timeout: Duration,
+    /// A view change that takes longer moves on to the next view.
+    pub view_change_timeout: Duration,
+    /// Unconfirmed messages are resent this often.
+    pub resend: Duration,
+    /// A recovering replica asks again this often.
+    pub recovery_retry: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            heartbeat: Duration::from_millis(20),
+            primary_timeout: Duration::from_millis(150),
+            view_change_timeout: Duration::from_millis(300),
+            resend: Duration::from_millis(40),
+            recovery_retry: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Settings {
+    /// How long `timer` runs.
+    pub fn duration(&self, timer: Timer) -> Duration {
+        match timer {
+            Timer::Heartbeat => self.heartbeat,
+            Timer::PrimaryTimeout => self.primary_timeout,
+            Timer::ViewChangeTimeout => self.view_change_timeout,
+            Timer::Resend => self.resend,
+            Timer::RecoveryRetry => self.recovery_retry,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THREE: &str = r#"
+cluster_id = 7
+
+[[replica]]
+id = 0
+address = "127.0.0.1:7000"
+
+[[replica]]
+id = 1
+address = "127.0.0.1:7001"
+
+[[replica]]
+id = 2
+address = "127.0.0.1:7002"
+"#;
+
+    #[test]
+    fn a_three_replica_file_parses_and_round_trips() {
+        let config = ClusterConfig::parse(THREE).unwrap();
+        assert_eq!(config.cluster_id, 7);
+        assert_eq!(config.replica_count(), 3);
+        assert_eq!(ClusterConfig::parse(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_a_reason() {
+        let even = THREE.replace("[[replica]]\nid = 2\naddress = \"127.0.0.1:7002\"\n", "");
+        assert!(matches!(
+            ClusterConfig::parse(&even),
+            Err(ConfigFileError::EvenReplicaCount(2))
+        ));
+        let duplicate_id = THREE.replace("id = 2", "id = 1");
+        assert!(matches!(
+            ClusterConfig::parse(&duplicate_id),
+            Err(ConfigFileError::DuplicateId(1))
+        ));
+        let duplicate_address = THREE.replace("7002", "7001");
+        assert!(matches!(
+            ClusterConfig::parse(&duplicate_address),
+            Err(ConfigFileError::DuplicateAddress(_))
+        ));
+        let gap = THREE.replace("id = 2", "id = 3");
+        assert!(matches!(
+            ClusterConfig::parse(&gap),
+            Err(ConfigFileError::MissingId(2))
+        ));
+        let bad = THREE.replace("127.0.0.1:7002", "localhost");
+        assert!(matches!(
+            ClusterConfig::parse(&bad),
+            Err(ConfigFileError::BadAddress { id: 2, .. })
+        ));
+        assert!(matches!(
+            ClusterConfig::parse("cluster_id = 1"),
+            Err(ConfigFileError::NoReplicas)
+        ));
+        assert!(matches!(
+            ClusterConfig::parse("cluster = 1"),
+            Err(ConfigFileError::Parse(_))
+        ));
+    }
+}

@@ -1,0 +1,236 @@
+//! One replica's execution loop: wait on the UDP socket until the next timer
+//! deadline, turn a datagram or an expired timer into a `step` input, and
+//! carry out the effects. One thread, one loop, every role.
+
+use super::config::{ClusterConfig, ConfigFileError, Settings};
+use super::wire::{self, Counters, DATAGRAM_MAX, Packet, StatusReport};
+use crate::app::Kv;
+use crate::core::{ClientId, Effect, Input, Nonce, Replica, ReplicaId, Timer};
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// How a replica process starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// The cluster's first start: Normal in view 0 with an empty log.
+    Fresh,
+    /// A restart after a crash: recover from the others first (paper 4.3).
+    Recover,
+}
+
+/// A replica with its socket, timers and counters.
+pub struct Node {
+    cluster: ClusterConfig,
+    id: ReplicaId,
+    socket: UdpSocket,
+    replica: Replica<Kv>,
+    settings: Settings,
+    deadlines: BTreeMap<Timer, Instant>,
+    /// Where each client's latest request came from: its reply goes there.
+    clients: BTreeMap<ClientId, SocketAddr>,
+    counters: Counters,
+}
+
+/// Why a replica could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Config(ConfigFileError),
+    Bind {
+        address: SocketAddr,
+        error: io::Error,
+    },
+    Random(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => e.fmt(f),
+            StartError::Bind { address, error } => write!(f, "cannot bind {address}: {error}"),
+            StartError::Random(e) => write!(f, "no randomness for the recovery nonce: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl Node {
+    /// Binds replica `id`'s configured address and starts the replica.
+    pub fn start(
+        cluster: ClusterConfig,
+        id: u8,
+        settings: Settings,
+        start: Start,
+    ) -> Result<Node, StartError> {
+        let config = cluster.core_config(id).map_err(StartError::Config)?;
+        let address = cluster.address(ReplicaId(id)).expect("id validated");
+        let socket =
+            UdpSocket::bind(address).map_err(|error| StartError::Bind { address, error })?;
+        let mut effects = Vec::new();
+        let replica = match start {
+            Start::Fresh => Replica::new(config, &mut effects),
+            Start::Recover => {
+                let nonce = getrandom::u64().map_err(|e| StartError::Random(e.to_string()))?;
+                info!(
+                    replica = id,
+                    "restarting: recovering from the other replicas"
+                );
+                Replica::restart(config, Nonce(nonce), &mut effects)
+            }
+        };
+        let mut node = Node {
+            cluster,
+            id: ReplicaId(id),
+            socket,
+            replica,
+            settings,
+            deadlines: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            counters: Counters::default(),
+        };
+        node.carry_out(effects);
+        Ok(node)
+    }
+
+    /// Runs the loop until `stop` is set.
+    pub fn run(mut self, stop: Arc<AtomicBool>) -> io::Result<()> {
+        let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
+        info!(replica = self.id.0, address = %self.cluster.address(self.id).unwrap(), "replica running");
+        while !stop.load(Ordering::Relaxed) {
+            self.fire_expired_timers();
+            let wait = self
+                .deadlines
+                .values()
+                .min()
+                .map_or(Duration::from_millis(100), |d| {
+                    d.saturating_duration_since(Instant::now())
+                })
+                .clamp(Duration::from_micros(100), Duration::from_millis(100));
+            self.socket.set_read_timeout(Some(wait))?;
+            match self.socket.recv_from(&mut buffer) {
+                Ok((len, source)) => self.on_datagram(&buffer[..len], source),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                // A previous send's ICMP "port unreachable" surfaces here on
+                // some systems: a peer being down is not this replica's error.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn fire_expired_timers(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<Timer> = self
+            .deadlines
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(timer, _)| *timer)
+            .collect();
+        for timer in expired {
+            self.deadlines.remove(&timer);
+            self.step(Input::Timeout(timer));
+        }
+    }
+
+    fn on_datagram(&mut self, bytes: &[u8], source: SocketAddr) {
+        let packet = match wire::decode(self.cluster.cluster_id, bytes) {
+            Ok(packet) => packet,
+            Err(error) => {
+                debug!(replica = self.id.0, %source, %error, "datagram dropped");
+                self.counters.count(&error);
+                return;
+            }
+        };
+        match packet {
+            Packet::Replica(envelope) => {
+                if self.cluster.address(envelope.from) != Some(source) {
+                    debug!(replica = self.id.0, %source, from = ?envelope.from, "forged sender: dropped");
+                    self.counters.forged += 1;
+                    return;
+                }
+                self.step(Input::Deliver(envelope));
+            }
+            Packet::Request(request) => {
+                self.clients.insert(request.client, source);
+                self.step(Input::Request(request));
+            }
+            Packet::StatusQuery => {
+                let report = self.status();
+                self.send_packet(source, &Packet::Status(report));
+            }
+            Packet::Reply(_) | Packet::Status(_) => self.counters.unexpected += 1,
+        }
+    }
+
+    fn step(&mut self, input: Input<Kv>) {
+        let mut effects = Vec::new();
+        self.replica.step(input, &mut effects);
+        self.carry_out(effects);
+    }
+
+    fn carry_out(&mut self, effects: Vec<Effect<Kv>>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { to, envelope } => {
+                    if let Some(address) = self.cluster.address(to) {
+                        self.send_packet(address, &Packet::Replica(envelope));
+                    }
+                }
+                Effect::SetTimer(timer) => {
+                    self.deadlines
+                        .insert(timer, Instant::now() + self.settings.duration(timer));
+                }
+                Effect::CancelTimer(timer) => {
+                    self.deadlines.remove(&timer);
+                }
+                Effect::Reply(reply) => {
+                    if let Some(address) = self.clients.get(&reply.client).copied() {
+                        self.send_packet(address, &Packet::Reply(reply));
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_packet(&mut self, address: SocketAddr, packet: &Packet) {
+        match wire::encode(self.cluster.cluster_id, packet) {
+            Ok(bytes) => {
+                if let Err(error) = self.socket.send_to(&bytes, address) {
+                    debug!(replica = self.id.0, %address, %error, "send failed");
+                }
+            }
+            Err(error) => {
+                warn!(replica = self.id.0, %address, %error, "message too large to send: dropped");
+                self.counters.unsendable += 1;
+            }
+        }
+    }
+
+    /// The replica's status, as `vr status` shows it.
+    pub fn status(&self) -> StatusReport {
+        let r = &self.replica;
+        StatusReport {
+            id: self.id,
+            status: format!("{:?}", r.status()),
+            view: r.view(),
+            op: r.op_number(),
+            commit: r.commit_number(),
+            connected: r
+                .config()
+                .others()
+                .filter(|p| r.delivery().is_connected(*p))
+                .collect(),
+            counters: self.counters,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The wire format: one datagram, one packet. A five-byte header (format
+//! version, cluster id) and a postcard body. Decoding never panics: a datagram
+//! that is truncated, malformed, of another version or cluster, or larger than
+//! a datagram may be, is refused with the reason, for the caller to count.
+
+use crate::app::Kv;
+use crate::core::{CommitNumber, Envelope, OpNumber, ReplicaId, Reply, Request, View};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The format version this build speaks.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// No datagram is larger: below the IPv4 UDP payload limit with room to spare.
+pub const DATAGRAM_MAX: usize = 60_000;
+
+const HEADER: usize = 5;
+
+/// What travels in one datagram.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Packet {
+    /// A replica-to-replica message of the protocol.
+    Replica(Envelope<Kv>),
+    /// A client's request to a replica.
+    Request(Request<Kv>),
+    /// A replica's reply to a client.
+    Reply(Reply<Kv>),
+    /// Asks a replica for its status (outside the protocol).
+    StatusQuery,
+    /// A replica's status.
+    Status(StatusReport),
+}
+
+/// A replica's status, for `vr status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub id: ReplicaId,
+    /// Normal, ViewChange or Recovering.
+    pub status: String,
+    pub view: View,
+    pub op: OpNumber,
+    pub commit: CommitNumber,
+    /// Peers not counted as disconnected.
+    pub connected: Vec<ReplicaId>,
+    pub counters: Counters,
+}
+
+/// Datagrams a replica dropped, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Could not be decoded: truncated or malformed.
+    pub malformed: u64,
+    /// Another format version.
+    pub wrong_version: u64,
+    /// Another cluster.
+    pub wrong_cluster: u64,
+    /// Larger than a datagram may be.
+    pub oversized: u64,
+    /// Claimed to come from a replica whose configured address is not the
+    /// datagram's source.
+    pub forged: u64,
+    /// A packet a replica does not take (a Reply, a Status).
+    pub unexpected: u64,
+    /// Outgoing messages too large to send.
+    pub unsendable: u64,
+}
+
+impl Counters {
+    /// Every datagram dropped.
+    pub fn dropped(&self) -> u64 {
+        self.malformed
+            + self.wrong_version
+            + self.wrong_cluster
+            + self.oversized
+            + self.forged
+            + self.unexpected
+    }
+
+    /// Counts a refused datagram.
+    pub fn count(&mut self, error: &WireError) {
+        match error {
+            WireError::Malformed => self.malformed += 1,
+            WireError::WrongVersion(_) => self.wrong_version += 1,
+            WireError::WrongCluster(_) => self.wrong_cluster += 1,
+            WireError::Oversized(_) => self.oversized += 1,
+        }
+    }
+}
+
+/// Why a datagram was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireError {
+    Malformed,
+    WrongVersion(u8),
+    WrongCluster(u32),
+    Oversized(usize),
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Malformed => write!(f, "truncated or malformed datagram"),
+            WireError::WrongVersion(v) => write!(f, "format version {v}, not {FORMAT_VERSION}"),
+            WireError::WrongCluster(c) => write!(f, "datagram of cluster {c}"),
+            WireError::Oversized(n) => write!(f, "{n} bytes, more than {DATAGRAM_MAX}"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Encodes `packet` for cluster `cluster_id`.
+pub fn encode(cluster_id: u32, packet: &Packet) -> Result<Vec<u8>, WireError> {
+    let mut bytes = Vec::with_capacity(64);
+    bytes.push(FORMAT_VERSION);
+    bytes.extend_from_slice(&cluster_id.to_le_bytes());
+    let bytes = postcard::to_extend(packet, bytes).map_err(|_| WireError::Malformed)?;
+    if bytes.len() > DATAGRAM_MAX {
+        return Err(WireError::Oversized(bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// Decodes a datagram meant for cluster `cluster_id`.
+pub fn decode(cluster_id: u32, bytes: &[u8]) -> Result<Packet, WireError> {
+    if bytes.len() > DATAGRAM_MAX {
+        return Err(WireError::Oversized(bytes.len()));
+    }
+    if bytes.len() < HEADER {
+        return Err(WireError::Malformed);
+    }
+    if bytes[0] != FORMAT_VERSION {
+        return Err(WireError::WrongVersion(bytes[0]));
+    }
+    let cluster = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    if cluster != cluster_id {
+        return Err(WireError::WrongCluster(cluster));
+    }
+    match postcard::take_from_bytes::<Packet>(&bytes[HEADER..]) {
+        Ok((packet, [])) => Ok(packet),
+        _ => Err(WireError::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::KvOperation;
+    use crate::core::{ClientId, RequestNumber};
+
+    fn request() -> Packet {
+        Packet::Request(Request {
+            operation: KvOperation::Put {
+                key: "k".into(),
+                value: "v".into(),
+            },
+            client: ClientId(9),
+            request: RequestNumber(1),
+        })
+    }
+
+    #[test]
+    fn a_packet_round_trips() {
+        let bytes = encode(3, &request()).unwrap();
+        assert_eq!(decode(3, &bytes).unwrap(), request());
+    }
+
+    #[test]
+    fn every_truncation_and_bad_header_is_refused_without_panic() {
+        let bytes = encode(3, &request()).unwrap();
+        for len in 0..bytes.len() {
+            assert!(decode(3, &bytes[..len]).is_err(), "prefix of {len} bytes");
+        }
+        assert_eq!(decode(4, &bytes), Err(WireError::WrongCluster(3)));
+        let mut other = bytes.clone();
+        other[0] = 9;
+        assert_eq!(decode(3, &other), Err(WireError::WrongVersion(9)));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode(3, &longer), Err(WireError::Malformed));
+        assert_eq!(
+            decode(3, &vec![1; DATAGRAM_MAX + 1]),
+            Err(WireError::Oversized(DATAGRAM_MAX + 1))
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_without_panic() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for len in [5, 6, 17, 100, 1000] {
+            for _ in 0..200 {
+                let mut bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        seed as u8
+                    })
+                    .collect();
+                bytes[0] = FORMAT_VERSION;
+                bytes[1..5].copy_from_slice(&3u32.to_le_bytes());
+                let _ = decode(3, &bytes);
+            }
+        }
+    }
+}

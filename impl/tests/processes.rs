@@ -1,0 +1,230 @@
+//! Real `vr replica` processes on loopback: failover after kill -9, recovery
+//! of the restarted replica, hostile datagrams, bad configuration files.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vr::app::{KvOperation, KvOutput};
+use vr::client::Client;
+use vr::core::ReplicaId;
+use vr::runtime::ClusterConfig;
+use vr::runtime::wire::{self, Packet};
+
+struct Replica(Child);
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let sockets: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    sockets
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vr-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn cluster(dir: &Path, cluster_id: u32) -> (ClusterConfig, PathBuf) {
+    let ports = free_ports(3);
+    let addresses = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}").parse().unwrap())
+        .collect();
+    let config = ClusterConfig::new(cluster_id, addresses).unwrap();
+    let path = dir.join("cluster.toml");
+    std::fs::write(&path, config.to_toml()).unwrap();
+    (config, path)
+}
+
+fn start(config: &Path, id: u8, state: &Path) -> Replica {
+    Replica(
+        Command::new(env!("CARGO_BIN_EXE_vr"))
+            .args(["replica", "--config"])
+            .arg(config)
+            .args(["--id", &id.to_string(), "--state-dir"])
+            .arg(state)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("vr replica starts"),
+    )
+}
+
+fn put(key: &str, value: &str) -> KvOperation {
+    KvOperation::Put {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn status_of(client: &Client, id: usize) -> Option<vr::runtime::wire::StatusReport> {
+    client
+        .statuses(Duration::from_millis(300))
+        .ok()?
+        .into_iter()
+        .nth(id)
+        .flatten()
+}
+
+#[test]
+fn a_write_survives_kill_dash_nine_of_the_primary_and_the_restarted_replica_recovers() {
+    let dir = scratch("failover");
+    let (config, path) = cluster(&dir, 11);
+    let state = dir.join("state");
+    let mut replicas: Vec<Option<Replica>> =
+        (0..3).map(|i| Some(start(&path, i, &state))).collect();
+    let mut client = Client::new(config.clone()).unwrap();
+    client.deadline = Duration::from_secs(10);
+    for i in 0..5 {
+        assert_eq!(
+            client
+                .call(put(&format!("k{i}"), &format!("v{i}")))
+                .unwrap(),
+            KvOutput::Stored
+        );
+    }
+    // kill -9 of the primary of view 0.
+    let mut primary = replicas[0].take().unwrap();
+    primary.0.kill().unwrap();
+    primary.0.wait().unwrap();
+    let killed = Instant::now();
+    assert_eq!(
+        client.call(put("after", "failover")).unwrap(),
+        KvOutput::Stored
+    );
+    let failover = killed.elapsed();
+    assert!(client.view().0 >= 1, "a new view serves the write");
+    assert!(
+        failover < Duration::from_secs(5),
+        "failover took {failover:?}"
+    );
+    // The killed replica restarts, finds its start marker, and recovers.
+    replicas[0] = Some(start(&path, 0, &state));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(report) = status_of(&client, 0)
+            && report.status == "Normal"
+            && report.commit.0 >= 6
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica 0 never recovered: {:?}",
+            status_of(&client, 0)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every acknowledged write reads back.
+    for i in 0..5 {
+        let got = client
+            .call(KvOperation::Get {
+                key: format!("k{i}"),
+            })
+            .unwrap();
+        assert_eq!(got, KvOutput::Value(Some(format!("v{i}"))));
+    }
+    let got = client
+        .call(KvOperation::Get {
+            key: "after".into(),
+        })
+        .unwrap();
+    assert_eq!(got, KvOutput::Value(Some("failover".into())));
+    eprintln!("failover (kill -9 of the primary to the next acknowledged write): {failover:?}");
+}
+
+#[test]
+fn garbage_truncated_and_forged_datagrams_are_dropped_and_counted_and_the_replica_still_serves() {
+    let dir = scratch("hostile");
+    let (config, path) = cluster(&dir, 12);
+    let state = dir.join("state");
+    let _replicas: Vec<Replica> = (0..3).map(|i| start(&path, i, &state)).collect();
+    let mut client = Client::new(config.clone()).unwrap();
+    assert_eq!(client.call(put("a", "1")).unwrap(), KvOutput::Stored);
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = config.address(ReplicaId(0)).unwrap();
+    // Garbage, a truncated datagram, another cluster's, and a forged sender.
+    attacker.send_to(b"\xff\x00garbage", target).unwrap();
+    let status = wire::encode(12, &Packet::StatusQuery).unwrap();
+    attacker.send_to(&status[..3], target).unwrap();
+    attacker
+        .send_to(&wire::encode(99, &Packet::StatusQuery).unwrap(), target)
+        .unwrap();
+    let forged = Packet::Replica(vr::core::Envelope {
+        from: ReplicaId(1),
+        id: vr::core::MessageId(1),
+        msg: vr::core::Message::StartViewChange(vr::core::StartViewChange {
+            view: vr::core::View(5),
+        }),
+    });
+    attacker
+        .send_to(&wire::encode(12, &forged).unwrap(), target)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let report = status_of(&client, 0).expect("replica 0 answers");
+    assert_eq!(report.counters.wrong_version, 1, "garbage: {report:?}");
+    assert_eq!(report.counters.malformed, 1, "truncated: {report:?}");
+    assert_eq!(report.counters.wrong_cluster, 1);
+    assert_eq!(report.counters.forged, 1);
+    assert_eq!(
+        report.view.0, 0,
+        "the forged StartViewChange changed nothing"
+    );
+    assert_eq!(
+        client.call(KvOperation::Get { key: "a".into() }).unwrap(),
+        KvOutput::Value(Some("1".into()))
+    );
+}
+
+#[test]
+fn bad_configuration_files_give_a_clear_error_and_a_non_zero_exit() {
+    let dir = scratch("badconfig");
+    let cases = [
+        (
+            "even.toml",
+            "cluster_id = 1\n[[replica]]\nid = 0\naddress = \"127.0.0.1:1\"\n[[replica]]\nid = 1\naddress = \"127.0.0.1:2\"\n",
+            "odd number",
+        ),
+        (
+            "dup.toml",
+            "cluster_id = 1\n[[replica]]\nid = 0\naddress = \"127.0.0.1:1\"\n[[replica]]\nid = 0\naddress = \"127.0.0.1:2\"\n[[replica]]\nid = 1\naddress = \"127.0.0.1:3\"\n",
+            "appears twice",
+        ),
+        ("syntax.toml", "cluster_id = \n", "invalid configuration"),
+    ];
+    for (name, text, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_vr"))
+            .args(["replica", "--config"])
+            .arg(&path)
+            .args(["--id", "0"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{name} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_vr"))
+        .args(["replica", "--config"])
+        .arg(dir.join("missing.toml"))
+        .args(["--id", "0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+}

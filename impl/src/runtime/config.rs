@@ -317,3 +317,13 @@ address = "127.0.0.1:7002"
         ));
     }
 }
+
+#[cfg(test)]
+mod example {
+    #[test]
+    fn the_example_configuration_in_the_repository_is_valid() {
+        let text = include_str!("../../../examples/cluster.toml");
+        let config = super::ClusterConfig::parse(text).unwrap();
+        assert_eq!(config.replica_count(), 3);
+    }
+}

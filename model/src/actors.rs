@@ -41,8 +41,11 @@ pub enum ModelTimer {
 /// clients (actor n + k is client k).
 #[derive(Clone, Debug)]
 pub enum VrActor {
+    /// A replica; replicas 0 .. `down` are down for good, so messages to them
+    /// are lost at once rather than left in the network forever.
     Replica {
         config: Config,
+        down: u8,
     },
     /// A replica that is down from the start and never runs.
     Down {
@@ -55,8 +58,7 @@ pub enum VrActor {
 }
 
 /// What a replica has done that no state shows later: the `sometimes`
-/// properties look for these. Each flag only ever turns on, so it at most
-/// doubles the states.
+/// properties look for these. Each flag only ever turns on.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Witness {
     /// A StartViewChange or DoViewChange from a replica already counted in
@@ -152,9 +154,15 @@ pub fn client_actor(client: ClientId, replica_count: u8) -> Id {
 }
 
 impl VrActor {
-    fn on_replica_effects(effects: Vec<Effect<Register>>, replica_count: u8, o: &mut Out<Self>) {
+    fn on_replica_effects(
+        effects: Vec<Effect<Register>>,
+        replica_count: u8,
+        down: u8,
+        o: &mut Out<Self>,
+    ) {
         for effect in effects {
             match effect {
+                Effect::Send { to, envelope } if to.0 < down => drop(envelope),
                 Effect::Send { to, envelope } => {
                     o.send(Id::from(usize::from(to.0)), Msg::Replica(envelope))
                 }
@@ -173,6 +181,7 @@ impl VrActor {
         state: &mut Cow<ActorState>,
         input: Input<Register>,
         replica_count: u8,
+        down: u8,
         o: &mut Out<Self>,
     ) {
         let ActorState::Replica(current) = &**state else {
@@ -191,7 +200,7 @@ impl VrActor {
                 witness,
             }));
         }
-        Self::on_replica_effects(effects, replica_count, o);
+        Self::on_replica_effects(effects, replica_count, down, o);
     }
 
     fn send_request(request: &Request<Register>, to: Id, o: &mut Out<Self>) {
@@ -259,14 +268,14 @@ impl Actor for VrActor {
     fn on_start(&self, id: Id, storage: &Option<u64>, o: &mut Out<Self>) -> ActorState {
         match self {
             VrActor::Down { .. } => ActorState::Down,
-            VrActor::Replica { config } => {
+            VrActor::Replica { config, down } => {
                 let mut effects = Vec::new();
                 let replica = match storage {
                     None => Replica::new(*config, &mut effects),
                     Some(starts) => Replica::restart(*config, Nonce(*starts), &mut effects),
                 };
                 o.save(storage.unwrap_or(0) + 1);
-                Self::on_replica_effects(effects, config.replica_count(), o);
+                Self::on_replica_effects(effects, config.replica_count(), *down, o);
                 ActorState::Replica(ReplicaState {
                     replica,
                     witness: Witness::default(),
@@ -299,14 +308,26 @@ impl Actor for VrActor {
 
     fn on_msg(&self, _id: Id, state: &mut Cow<ActorState>, src: Id, msg: Msg, o: &mut Out<Self>) {
         match (self, msg) {
-            (VrActor::Replica { config }, Msg::Replica(envelope)) => {
+            (VrActor::Replica { config, down }, Msg::Replica(envelope)) => {
                 if usize::from(src) != usize::from(envelope.from.0) {
                     return;
                 }
-                Self::step_replica(state, Input::Deliver(envelope), config.replica_count(), o);
+                Self::step_replica(
+                    state,
+                    Input::Deliver(envelope),
+                    config.replica_count(),
+                    *down,
+                    o,
+                );
             }
-            (VrActor::Replica { config }, Msg::Request(request)) => {
-                Self::step_replica(state, Input::Request(request), config.replica_count(), o);
+            (VrActor::Replica { config, down }, Msg::Request(request)) => {
+                Self::step_replica(
+                    state,
+                    Input::Request(request),
+                    config.replica_count(),
+                    *down,
+                    o,
+                );
             }
             (
                 VrActor::Client {
@@ -321,7 +342,7 @@ impl Actor for VrActor {
                 let Some(awaiting) = &client.awaiting else {
                     return;
                 };
-                if reply.request != awaiting.request {
+                if reply.request != awaiting.request || reply.client != awaiting.client {
                     return;
                 }
                 let mut next = client.clone();
@@ -335,8 +356,10 @@ impl Actor for VrActor {
                         client: reply.client,
                         request: number,
                     };
-                    let primary = next.view.0 % u64::from(*replica_count);
-                    Self::send_request(&request, Id::from(primary as usize), o);
+                    let primary = vr::core::Config::new(*replica_count, vr::core::ReplicaId(0))
+                        .map(|c| c.primary(next.view))
+                        .unwrap_or(vr::core::ReplicaId(0));
+                    Self::send_request(&request, Id::from(usize::from(primary.0)), o);
                     o.set_timer(ModelTimer::ClientRetry, model_timeout());
                     next.awaiting = Some(request);
                 } else {
@@ -356,8 +379,14 @@ impl Actor for VrActor {
         o: &mut Out<Self>,
     ) {
         match (self, timer) {
-            (VrActor::Replica { config }, ModelTimer::Replica(timer)) => {
-                Self::step_replica(state, Input::Timeout(*timer), config.replica_count(), o);
+            (VrActor::Replica { config, down }, ModelTimer::Replica(timer)) => {
+                Self::step_replica(
+                    state,
+                    Input::Timeout(*timer),
+                    config.replica_count(),
+                    *down,
+                    o,
+                );
             }
             (VrActor::Client { replica_count, .. }, ModelTimer::ClientRetry) => {
                 let ActorState::Client(client) = &**state else {
@@ -376,7 +405,9 @@ impl Actor for VrActor {
 
     fn name(&self) -> String {
         match self {
-            VrActor::Replica { config } | VrActor::Down { config } => format!("r{}", config.id()),
+            VrActor::Replica { config, .. } | VrActor::Down { config } => {
+                format!("r{}", config.id())
+            }
             VrActor::Client { .. } => "client".into(),
         }
     }

@@ -5,7 +5,7 @@ use crate::actors::{ActorState, ModelTimer, Msg, VrActor};
 use crate::model::{ModelConfig, VrModel, VrState};
 use serde::Serialize;
 use stateright::actor::{ActorModelAction, Id};
-use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
+use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, Property, UniformChooser};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ pub struct RunOptions {
     pub strategy: Strategy,
     pub threads: usize,
     pub timeout: Option<Duration>,
+    /// Check every path of at most this many steps (None: no limit).
     pub depth: Option<usize>,
     /// Called about once a second with the progress so far.
     pub progress: Option<fn(&Progress)>,
@@ -57,10 +58,13 @@ pub struct Progress {
 pub struct Report {
     pub states: usize,
     pub unique_states: usize,
+    /// Steps on the longest path explored.
     pub max_depth: usize,
     pub seconds: f64,
     /// Whether every state within the bounds was explored.
     pub complete: bool,
+    /// The search stopped at the first violated invariant.
+    pub stopped_at_violation: bool,
     pub properties: Vec<PropertyReport>,
 }
 
@@ -70,8 +74,9 @@ pub struct PropertyReport {
     pub name: &'static str,
     /// "always" or "sometimes".
     pub kind: &'static str,
-    /// "holds", "holds so far" (incomplete run), "violated", "witnessed" or
-    /// "not witnessed".
+    /// "holds", "violated", "witnessed", "not witnessed", "holds so far"
+    /// (incomplete run) or "not checked to the end" (the search stopped at
+    /// another property's violation).
     pub status: &'static str,
     /// The steps to the counterexample or witness, if one was found.
     pub trace: Option<Vec<String>>,
@@ -82,6 +87,7 @@ impl Report {
     /// complete run.
     pub fn passed(&self) -> bool {
         self.complete
+            && !self.stopped_at_violation
             && self
                 .properties
                 .iter()
@@ -112,7 +118,9 @@ pub fn run(model: VrModel, options: &RunOptions) -> Report {
         .threads(options.threads.max(1))
         .finish_when(HasDiscoveries::AnyFailures);
     if let Some(depth) = options.depth {
-        builder = builder.target_max_depth(depth);
+        // stateright counts the initial state as depth 1 and checks only
+        // states below its target depth: N steps need a target of N + 2.
+        builder = builder.target_max_depth(depth + 2);
     }
     match options.strategy {
         Strategy::Bfs => finish(builder.spawn_bfs(), started, options),
@@ -144,7 +152,7 @@ fn finish(checker: impl Checker<VrModel>, started: Instant, options: &RunOptions
             progress(&Progress {
                 states: checker.state_count(),
                 unique_states: checker.unique_state_count(),
-                depth: checker.max_depth(),
+                depth: checker.max_depth().saturating_sub(1),
                 seconds: started.elapsed().as_secs_f64(),
             });
         }
@@ -158,13 +166,20 @@ fn finish(checker: impl Checker<VrModel>, started: Instant, options: &RunOptions
         .properties()
         .iter()
         .any(|p| p.expectation == Expectation::Always && discoveries.contains_key(p.name));
-    let complete = failed || (!timed_out && options.strategy != Strategy::Simulation);
+    // Exhaustive: nothing cut short by the deadline or a violation, not a
+    // random walk, and not depth-first under a depth bound (which may skip
+    // states first reached near the bound).
+    let depth_first_bounded = options.strategy == Strategy::Dfs && options.depth.is_some();
+    let complete =
+        !(timed_out || failed || depth_first_bounded || options.strategy == Strategy::Simulation);
     let properties = model
         .properties()
         .iter()
         .map(|p| {
             let found = discoveries.get(p.name);
             let (kind, status) = match (&p.expectation, found) {
+                (Expectation::Always, None) if failed => ("always", "not checked to the end"),
+                (Expectation::Sometimes, None) if failed => ("sometimes", "not checked to the end"),
                 (Expectation::Always, None) if !complete => ("always", "holds so far"),
                 (Expectation::Always, None) => ("always", "holds"),
                 (Expectation::Always, Some(_)) => ("always", "violated"),
@@ -177,36 +192,49 @@ fn finish(checker: impl Checker<VrModel>, started: Instant, options: &RunOptions
                 name: p.name,
                 kind,
                 status,
-                trace: found.map(|path| trace(model, path)),
+                trace: found.map(|path| trace(model, path, p)),
             }
         })
         .collect();
     Report {
         states: checker.state_count(),
         unique_states: checker.unique_state_count(),
-        max_depth: checker.max_depth(),
+        // The deepest state stateright reached, less the initial state; with
+        // a bound, states past it were reached but not explored.
+        max_depth: checker
+            .max_depth()
+            .saturating_sub(1)
+            .min(options.depth.unwrap_or(usize::MAX)),
         seconds,
-        // A run stopped at its first violation explored less than everything,
-        // but its verdict is final; a simulation is never exhaustive.
         complete,
+        stopped_at_violation: failed,
         properties,
     }
 }
 
-/// The steps of `path`: each action, then every replica's status, view,
-/// op-number and commit-number after it.
+/// The steps of `path` up to the first state that violates (`always`) or
+/// witnesses (`sometimes`) `property` (stateright may record a longer path
+/// than needed): each action, then every replica's status, view, op-number
+/// and commit-number after it.
 pub fn trace(
     model: &VrModel,
     path: &Path<VrState, ActorModelAction<Msg, ModelTimer, ()>>,
+    property: &Property<VrModel>,
 ) -> Vec<String> {
+    let reached = |state: &VrState| match property.expectation {
+        Expectation::Sometimes => (property.condition)(model, state),
+        Expectation::Always | Expectation::Eventually => !(property.condition)(model, state),
+    };
     let mut steps = Vec::new();
     for (state, action) in path.clone().into_vec() {
+        if reached(&state) {
+            break;
+        }
         let Some(action) = action else {
             continue;
         };
         let mut line = describe(model, &action);
-        let next = model.next_state(&state, action);
-        if let Some(next) = next {
+        if let Some(next) = model.next_state(&state, action) {
             let _ = write!(line, "  =>  {}", summary(model, &next));
         }
         steps.push(line);
@@ -216,7 +244,9 @@ pub fn trace(
 
 fn name(model: &VrModel, id: Id) -> String {
     match model.actors.get(usize::from(id)) {
-        Some(VrActor::Replica { config } | VrActor::Down { config }) => format!("r{}", config.id()),
+        Some(VrActor::Replica { config, .. } | VrActor::Down { config }) => {
+            format!("r{}", config.id())
+        }
         Some(VrActor::Client { .. }) => {
             format!(
                 "client{}",

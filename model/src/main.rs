@@ -41,7 +41,7 @@ enum Command {
         model: ModelArgs,
         /// Address to serve the explorer on.
         #[arg(long, default_value = "127.0.0.1:3000")]
-        addr: String,
+        addr: std::net::SocketAddr,
     },
 }
 
@@ -144,12 +144,7 @@ impl ModelArgs {
         cfg.state_transfer_entries_max = self
             .state_transfer_entries_max
             .unwrap_or(cfg.state_transfer_entries_max);
-        if cfg.crashes >= cfg.replicas {
-            return Err(format!(
-                "--crashes {} must be less than --replicas {}",
-                cfg.crashes, cfg.replicas
-            ));
-        }
+        cfg.validate()?;
         cfg.replica_config().map_err(|e| e.to_string())?;
         Ok((scenario, cfg))
     }
@@ -183,7 +178,7 @@ fn main() -> ExitCode {
             if let Some(depth) = depth {
                 builder = builder.target_max_depth(depth);
             }
-            builder.serve(addr.as_str());
+            builder.serve(addr);
             ExitCode::SUCCESS
         }
     }
@@ -199,8 +194,12 @@ fn check_command(args: CheckArgs) -> ExitCode {
         Ok(resolved) => resolved,
         Err(message) => return usage(&message),
     };
+    let strategy = args.strategy.unwrap_or(scenario.strategy);
+    if strategy == Strategy::Simulation && args.timeout.is_none() {
+        return usage("--strategy simulation walks until stopped: give it --timeout SECS");
+    }
     let options = RunOptions {
-        strategy: args.strategy.unwrap_or(scenario.strategy),
+        strategy,
         threads: args.threads,
         timeout: args.timeout.map(Duration::from_secs),
         depth: args.model.depth.or(scenario.depth),
@@ -209,12 +208,18 @@ fn check_command(args: CheckArgs) -> ExitCode {
     if !args.json {
         eprintln!("checking {:?}: {cfg:?}", scenario.name);
     }
+    let cfg_shown = format!("{cfg:?}");
     let model = cfg.into_model().expect("validated above");
     let report = check::run(model, &options);
     if args.json {
+        let mut json = serde_json::to_value(&report).expect("a report serializes");
+        json["scenario"] = scenario.name.into();
+        json["config"] = cfg_shown.into();
+        json["depth_bound"] = options.depth.into();
+        json["strategy"] = format!("{:?}", options.strategy).to_lowercase().into();
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).expect("a report serializes")
+            serde_json::to_string_pretty(&json).expect("JSON prints")
         );
     } else {
         print_report(&report);
@@ -240,11 +245,11 @@ fn print_progress(p: &Progress) {
 fn print_report(report: &Report) {
     for p in &report.properties {
         println!("{:<13} {:<9} {}", p.status, p.kind, p.name);
-        if p.status == "violated" || p.status == "not witnessed" {
-            if let Some(trace) = &p.trace {
-                for (i, step) in trace.iter().enumerate() {
-                    println!("    {:>3}. {step}", i + 1);
-                }
+        if p.status == "violated"
+            && let Some(trace) = &p.trace
+        {
+            for (i, step) in trace.iter().enumerate() {
+                println!("    {:>3}. {step}", i + 1);
             }
         }
     }
@@ -264,6 +269,8 @@ fn print_report(report: &Report) {
     );
     if report.passed() {
         println!("PASS: every invariant holds and every behaviour of interest was reached");
+    } else if report.stopped_at_violation {
+        println!("FAIL: an invariant is violated (the search stopped at the first violation)");
     } else if !report.complete {
         println!("FAIL: the run is incomplete, so nothing is proved");
     } else {

@@ -24,7 +24,8 @@ pub struct ModelConfig {
     pub clients: u8,
     /// Requests per client.
     pub requests: u8,
-    /// Crashes (each followed by a possible restart with recovery) in a run.
+    /// Crashes in a run, each possibly followed by a restart with recovery;
+    /// at most f replicas (down ones included) are down at once.
     pub crashes: u8,
     /// Whether the network may lose messages.
     pub lossy: bool,
@@ -48,7 +49,8 @@ impl Default for ModelConfig {
         ModelConfig {
             replicas: 3,
             clients: 1,
-            requests: 1,
+            // A write, then a read: one operation alone is always linearizable.
+            requests: 2,
             crashes: 0,
             lossy: false,
             duplicating: false,
@@ -86,6 +88,48 @@ impl Default for History {
 }
 
 impl ModelConfig {
+    /// Checks that the bounds make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.replicas < 3 || self.replicas.is_multiple_of(2) {
+            return Err(format!(
+                "--replicas {} : the model needs an odd number of replicas, at least 3",
+                self.replicas
+            ));
+        }
+        let f = self.replicas / 2;
+        if self.down > f {
+            return Err(format!(
+                "--down {} is more than f = {f} replicas down",
+                self.down
+            ));
+        }
+        if self.max_view < 1 {
+            return Err(
+                "--max-view must be at least 1: no view change is possible otherwise".into(),
+            );
+        }
+        if self.clients > 20 || self.requests > 9 {
+            return Err(
+                "at most 20 clients and 9 requests per client (values must fit the register)"
+                    .into(),
+            );
+        }
+        if self.attempts_max == 0 || self.state_transfer_entries_max == 0 {
+            return Err(
+                "--attempts-max and --state-transfer-entries-max must be at least 1".into(),
+            );
+        }
+        if let Some(only) = self.crash_only {
+            if only >= self.replicas || only < self.down {
+                return Err(format!("--crash-only {only} names no running replica"));
+            }
+            if self.crashes == 0 {
+                return Err("--crash-only needs --crashes of at least 1".into());
+            }
+        }
+        Ok(())
+    }
+
     /// The configuration every replica runs with (replica 0's view of it).
     pub fn replica_config(&self) -> Result<Config, ConfigError> {
         Config::with_settings(
@@ -115,7 +159,10 @@ impl ModelConfig {
                 if i < self.down {
                     VrActor::Down { config }
                 } else {
-                    VrActor::Replica { config }
+                    VrActor::Replica {
+                        config,
+                        down: self.down,
+                    }
                 }
             })
             .collect();
@@ -136,7 +183,9 @@ impl ModelConfig {
         } else {
             LossyNetwork::No
         };
-        let crashes = usize::from(self.crashes);
+        // At most f replicas are down at once: the protocol's assumption.
+        let f = usize::from(self.replicas / 2);
+        let crashes = usize::from(self.crashes).min(f.saturating_sub(usize::from(self.down)));
         let model = ActorModel::new(self, History::default())
             .actors(replicas)
             .actors(clients)
@@ -219,11 +268,14 @@ fn within_boundary(cfg: &ModelConfig, state: &VrState) -> bool {
     {
         return false;
     }
+    // Crashes so far: each restart followed one, and so does each replica
+    // that is crashed now.
     let restarts: u64 = state.actor_storages[..replicas]
         .iter()
         .map(|s| s.unwrap_or(1).saturating_sub(1))
         .sum();
-    if restarts > u64::from(cfg.crashes) {
+    let crashed = state.crashed[..replicas].iter().filter(|&&c| c).count() as u64;
+    if restarts + crashed > u64::from(cfg.crashes) {
         return false;
     }
     if replica_states(state).any(|r| r.replica.view() > View(cfg.max_view)) {

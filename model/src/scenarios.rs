@@ -10,7 +10,7 @@ pub struct Scenario {
     pub name: &'static str,
     pub about: &'static str,
     pub config: ModelConfig,
-    /// The deepest path explored (None: no limit).
+    /// Every path of at most this many steps is checked (None: no limit).
     pub depth: Option<usize>,
     /// How to search: breadth-first where the depth bound makes it
     /// exhaustive within memory, depth-first (no depth bound) where the
@@ -26,18 +26,18 @@ pub fn all() -> Vec<Scenario> {
             name: "default",
             about: "3 replicas, 1 client: normal operation, a view change, resends and disconnection",
             config: base.clone(),
-            depth: Some(10),
+            depth: Some(8),
             strategy: Strategy::Bfs,
         },
         Scenario {
             name: "next-primary-fails",
-            about: "3 replicas: primary(1) crashes during the view change to view 1; view 2 must form",
+            about: "3 replicas, 1 crash anywhere, views up to 2: among the paths, primary(1) crashes during the view change to view 1 and view 2 forms",
             config: ModelConfig {
                 crashes: 1,
                 max_view: 2,
                 ..base.clone()
             },
-            depth: Some(9),
+            depth: Some(7),
             strategy: Strategy::Bfs,
         },
         Scenario {
@@ -48,7 +48,7 @@ pub fn all() -> Vec<Scenario> {
                 duplicating: true,
                 ..base.clone()
             },
-            depth: Some(8),
+            depth: Some(6),
             strategy: Strategy::Bfs,
         },
         Scenario {
@@ -58,7 +58,7 @@ pub fn all() -> Vec<Scenario> {
                 crashes: 1,
                 ..base.clone()
             },
-            depth: Some(9),
+            depth: Some(7),
             strategy: Strategy::Bfs,
         },
         Scenario {
@@ -76,7 +76,7 @@ pub fn all() -> Vec<Scenario> {
                 attempts_max: 1,
                 ..base
             },
-            depth: Some(12),
+            depth: Some(10),
             strategy: Strategy::Bfs,
         },
     ]

@@ -31,8 +31,8 @@ fn status<'a>(report: &'a Report, name: &str) -> &'a str {
 }
 
 #[test]
-fn the_default_model_holds_every_invariant_and_reaches_every_behaviour_at_depth_eight() {
-    let report = run(ModelConfig::default(), 8);
+fn the_default_model_holds_every_invariant_and_reaches_every_behaviour_at_six_steps() {
+    let report = run(ModelConfig::default(), 6);
     assert!(report.complete);
     for p in &report.properties {
         assert!(
@@ -49,15 +49,15 @@ fn the_default_model_holds_every_invariant_and_reaches_every_behaviour_at_depth_
 /// A change to what the model explores changes this number: if it moves,
 /// say why in the commit (spec/ or the core changed behaviour).
 #[test]
-fn the_default_model_explores_a_pinned_number_of_states_at_depth_seven() {
-    let report = run(ModelConfig::default(), 7);
-    assert_eq!(report.unique_states, 14533);
+fn the_default_model_explores_a_pinned_number_of_states_at_five_steps() {
+    let report = run(ModelConfig::default(), 5);
+    assert_eq!(report.unique_states, 14591);
 }
 
 #[test]
 fn a_primary_that_commits_before_f_prepare_oks_is_caught() {
     let cfg = ModelConfig::default();
-    let report = run_with_bug(cfg.clone(), Bug::CommitWithoutQuorum, 8);
+    let report = run_with_bug(cfg.clone(), Bug::CommitWithoutQuorum, 6);
     assert_eq!(status(&report, "INV-PRIMARY-HAS-COMMITTED"), "violated");
     let trace = report
         .property("INV-PRIMARY-HAS-COMMITTED")
@@ -70,13 +70,13 @@ fn a_primary_that_commits_before_f_prepare_oks_is_caught() {
         "{trace:#?}"
     );
     // The same bounds without the bug hold.
-    assert_eq!(status(&run(cfg, 8), "INV-PRIMARY-HAS-COMMITTED"), "holds");
+    assert_eq!(status(&run(cfg, 6), "INV-PRIMARY-HAS-COMMITTED"), "holds");
 }
 
 #[test]
 fn a_do_view_change_cache_that_counts_a_duplicate_twice_is_caught() {
     let cfg = ModelConfig::default();
-    let report = run_with_bug(cfg, Bug::CountDuplicateDoViewChange, 11);
+    let report = run_with_bug(cfg, Bug::CountDuplicateDoViewChange, 9);
     let violated: Vec<&str> = report
         .properties
         .iter()
@@ -105,7 +105,7 @@ fn a_run_stopped_by_its_timeout_is_incomplete_and_fails() {
     // The abandoned search goes on in the background until the depth bound.
     let options = RunOptions {
         timeout: Some(std::time::Duration::from_millis(1)),
-        depth: Some(8),
+        depth: Some(6),
         ..RunOptions::default()
     };
     let report = check::run(ModelConfig::default().into_model().unwrap(), &options);
@@ -127,9 +127,9 @@ fn sometimes_properties_a_scenario_cannot_reach_are_not_expected_of_it() {
 }
 
 #[test]
-fn every_named_scenario_builds_and_holds_its_invariants_at_a_small_depth() {
+fn every_named_scenario_builds_and_holds_its_invariants_at_a_few_steps() {
     for scenario in vr_model::scenarios::all() {
-        let report = run(scenario.config.clone(), 6);
+        let report = run(scenario.config.clone(), 4);
         let violated: Vec<&str> = report
             .properties
             .iter()

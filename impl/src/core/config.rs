@@ -94,7 +94,7 @@ impl Config {
         attempts_max: u8,
         state_transfer_entries_max: u32,
     ) -> Result<Config, ConfigError> {
-        if replica_count % 2 == 0 {
+        if replica_count.is_multiple_of(2) {
             return Err(ConfigError::ReplicaCountNotOdd(replica_count));
         }
         if id.0 >= replica_count {

@@ -140,7 +140,7 @@ impl ClusterConfig {
         if n > 255 {
             return Err(ConfigFileError::TooManyReplicas(n));
         }
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             return Err(ConfigFileError::EvenReplicaCount(n));
         }
         let mut seen = BTreeSet::new();

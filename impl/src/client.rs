@@ -129,21 +129,8 @@ impl Client {
             let wait = next_retry
                 .min(started + self.deadline)
                 .saturating_duration_since(now);
-            self.socket
-                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-            let len = match self.socket.recv_from(&mut buffer) {
-                Ok((len, _)) => len,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::ConnectionRefused
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
+            let Some((len, _)) = self.receive(&mut buffer, wait)? else {
+                continue;
             };
             if let Ok(Packet::Reply(reply)) = wire::decode(self.cluster.cluster_id, &buffer[..len])
                 && reply.client == self.id
@@ -152,6 +139,31 @@ impl Client {
                 self.view = self.view.max(reply.view);
                 return Ok(reply.output);
             }
+        }
+    }
+
+    /// Waits up to `wait` for a datagram; `None` when none came. A refused
+    /// earlier send (a replica that is down) is not an error here.
+    fn receive(
+        &self,
+        buffer: &mut [u8],
+        wait: Duration,
+    ) -> Result<Option<(usize, SocketAddr)>, ClientError> {
+        self.socket
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        match self.socket.recv_from(buffer) {
+            Ok(received) => Ok(Some(received)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -172,22 +184,10 @@ impl Client {
         let started = Instant::now();
         let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
         while reports.iter().any(Option::is_none) && started.elapsed() < wait {
-            self.socket.set_read_timeout(Some(
-                (wait - started.elapsed()).max(Duration::from_millis(1)),
-            ))?;
-            let (len, source) = match self.socket.recv_from(&mut buffer) {
-                Ok(received) => received,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::ConnectionRefused
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
+            let Some((len, source)) =
+                self.receive(&mut buffer, wait.saturating_sub(started.elapsed()))?
+            else {
+                continue;
             };
             if let Ok(Packet::Status(report)) =
                 wire::decode(self.cluster.cluster_id, &buffer[..len])

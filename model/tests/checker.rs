@@ -23,6 +23,15 @@ fn run_with_bug(cfg: ModelConfig, bug: Bug, depth: usize) -> Report {
     check::run(cfg.into_model_with(config), &bfs(depth))
 }
 
+fn violated(report: &Report) -> Vec<&'static str> {
+    report
+        .properties
+        .iter()
+        .filter(|p| p.status == "violated")
+        .map(|p| p.name)
+        .collect()
+}
+
 fn status<'a>(report: &'a Report, name: &str) -> &'a str {
     report
         .property(name)
@@ -130,12 +139,7 @@ fn sometimes_properties_a_scenario_cannot_reach_are_not_expected_of_it() {
 fn every_named_scenario_builds_and_holds_its_invariants_at_a_few_steps() {
     for scenario in vr_model::scenarios::all() {
         let report = run(scenario.config.clone(), 4);
-        let violated: Vec<&str> = report
-            .properties
-            .iter()
-            .filter(|p| p.status == "violated")
-            .map(|p| p.name)
-            .collect();
+        let violated = violated(&report);
         assert!(violated.is_empty(), "{}: {violated:?}", scenario.name);
         assert!(
             report.unique_states > 10,

@@ -11,6 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use vr::app::{KvOperation, KvOutput};
 use vr::client::{Client, ClientError};
+use vr::runtime::ClusterConfig;
+
+/// Written values start with the client id and a sequence number.
+const VALUE_MIN: usize = 24;
+/// Values and keys must fit one request datagram.
+const VALUE_MAX: usize = vr::runtime::wire::REQUEST_MAX - 1024;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -63,11 +69,24 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             args.read_ratio
         ));
     }
-    if args.clients == 0 || args.keys == 0 || args.duration.is_nan() || args.duration <= 0.0 {
-        return Err("--clients, --keys and --duration must be positive".into());
+    if args.clients == 0 || args.keys == 0 {
+        return Err("--clients and --keys must be positive".into());
+    }
+    let duration = Duration::try_from_secs_f64(args.duration)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            format!(
+                "--duration {} is not a positive number of seconds",
+                args.duration
+            )
+        })?;
+    if args.value_size < VALUE_MIN || args.value_size > VALUE_MAX {
+        return Err(format!(
+            "--value-size must be between {VALUE_MIN} (each write's value is unique) and {VALUE_MAX} (a datagram)"
+        ));
     }
     let cluster = args.target.resolve()?;
-    let duration = Duration::from_secs_f64(args.duration);
     let started = Instant::now();
     let completed = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
@@ -81,8 +100,10 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             args.read_ratio,
             args.history.is_some(),
         );
+        let cluster = cluster.clone();
         handles.push(std::thread::spawn(move || {
             load(
+                &cluster,
                 &mut client,
                 thread as u64,
                 started,
@@ -160,6 +181,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
 
 #[allow(clippy::too_many_arguments)]
 fn load(
+    cluster: &ClusterConfig,
     client: &mut Client,
     thread: u64,
     started: Instant,
@@ -183,6 +205,7 @@ fn load(
         seed
     };
     let mut sequence = 0u64;
+    let mut retire = false;
     while started.elapsed() < duration {
         let key = format!("key-{:0>12}", random() % keys as u64);
         let read = (random() % 1_000_000) as f64 / 1_000_000.0 < read_ratio;
@@ -190,12 +213,11 @@ fn load(
         let (operation, name, value) = if read {
             (KvOperation::Get { key: key.clone() }, "get", None)
         } else {
-            let mut value = format!("{:x}-{sequence}-", client.id().0);
+            let mut value = format!("{:016x}-{sequence}-", client.id().0);
             value.extend(std::iter::repeat_n(
                 'x',
                 value_size.saturating_sub(value.len()),
             ));
-            value.truncate(value_size.max(1));
             (
                 KvOperation::Put {
                     key: key.clone(),
@@ -221,18 +243,30 @@ fn load(
                 };
                 ("ok", shown)
             }
-            Err(ClientError::Timeout { .. }) => {
-                outcome.errors += 1;
-                ("unknown", None)
-            }
-            Err(_) => {
+            Err(ClientError::Rejected(_)) => {
                 outcome.errors += 1;
                 ("failed", None)
             }
+            Err(_) => {
+                // It may still take effect: this client's next operation
+                // would overlap it, so later operations use a new client.
+                outcome.errors += 1;
+                retire = true;
+                ("unknown", None)
+            }
         };
+        let id = client.id().0;
+        if retire {
+            retire = false;
+            if let Ok(fresh) = Client::new(cluster.clone()) {
+                let deadline = client.deadline;
+                *client = fresh;
+                client.deadline = deadline;
+            }
+        }
         if keep {
             outcome.records.push(Record {
-                client: client.id().0,
+                client: id,
                 operation: name,
                 key,
                 value,

@@ -107,6 +107,13 @@ impl Client {
         self.next = self.next.next();
         let bytes = wire::encode(self.cluster.cluster_id, &Packet::Request(request.clone()))
             .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        if bytes.len() > wire::REQUEST_MAX {
+            return Err(ClientError::Rejected(format!(
+                "the request is {} bytes; at most {} fit",
+                bytes.len(),
+                wire::REQUEST_MAX
+            )));
+        }
         let started = Instant::now();
         if let Some(primary) = self.cluster.address(self.cluster.primary(self.view)) {
             self.send(&bytes, primary);

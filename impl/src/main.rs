@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use vr::app::{KvOperation, KvOutput};
 use vr::client::Client;
-use vr::runtime::{ClusterConfig, Node, Settings, Start, start_mode};
+use vr::runtime::{ClusterConfig, Node, Settings, Start, mark_started, start_mode};
 
 mod bench;
 
@@ -228,9 +228,11 @@ fn run_replica(
         Start::Recover
     } else {
         start_mode(state_dir, cluster.cluster_id, id)
-            .map_err(|e| format!("cannot use state directory {}: {e}", state_dir.display()))?
     };
+    let cluster_id = cluster.cluster_id;
     let node = Node::start(cluster, id, Settings::default(), start).map_err(|e| e.to_string())?;
+    mark_started(state_dir, cluster_id, id)
+        .map_err(|e| format!("cannot use state directory {}: {e}", state_dir.display()))?;
     node.run(Arc::new(AtomicBool::new(false)))
         .map_err(|e| format!("socket failed: {e}"))
 }
@@ -270,12 +272,13 @@ fn status(target: &Target) -> Result<(), String> {
         "{:<8} {:<22} {:<11} {:>6} {:>10} {:>10}  {:<12} dropped",
         "replica", "address", "status", "view", "op", "commit", "connected"
     );
+    let mut answered = 0;
     for (id, (address, report)) in addresses.iter().zip(reports).enumerate() {
         match report {
             Some(r) => {
                 let connected: Vec<String> = r.connected.iter().map(|p| p.0.to_string()).collect();
                 println!(
-                    "{:<8} {:<22} {:<11} {:>6} {:>10} {:>10}  {:<12} {} (malformed {}, wrong version {}, wrong cluster {}, oversized {}, forged {}, unexpected {})",
+                    "{:<8} {:<22} {:<11} {:>6} {:>10} {:>10}  {:<12} {} (malformed {}, wrong version {}, wrong cluster {}, oversized {}, forged {}, unexpected {}; unsendable {})",
                     id,
                     address,
                     r.status,
@@ -293,11 +296,16 @@ fn status(target: &Target) -> Result<(), String> {
                     r.counters.wrong_cluster,
                     r.counters.oversized,
                     r.counters.forged,
-                    r.counters.unexpected
+                    r.counters.unexpected,
+                    r.counters.unsendable
                 );
+                answered += 1;
             }
             None => println!("{id:<8} {address:<22} unreachable"),
         }
+    }
+    if answered == 0 {
+        return Err("no replica answered".into());
     }
     Ok(())
 }

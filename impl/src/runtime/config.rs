@@ -75,7 +75,7 @@ impl fmt::Display for ConfigFileError {
             ),
             ConfigFileError::BadAddress { id, address } => write!(
                 f,
-                "replica {id}: {address:?} is not an address like 127.0.0.1:7000"
+                "replica {id}: {address:?} is not an address like 127.0.0.1:7000 (a specific IP and a non-zero port)"
             ),
             ConfigFileError::DuplicateAddress(address) => {
                 write!(f, "address {address} is given to two replicas")
@@ -142,6 +142,14 @@ impl ClusterConfig {
         }
         if n.is_multiple_of(2) {
             return Err(ConfigFileError::EvenReplicaCount(n));
+        }
+        for (id, address) in addresses.iter().enumerate() {
+            if address.ip().is_unspecified() || address.port() == 0 {
+                return Err(ConfigFileError::BadAddress {
+                    id: id as u8,
+                    address: address.to_string(),
+                });
+            }
         }
         let mut seen = BTreeSet::new();
         for address in &addresses {
@@ -310,6 +318,16 @@ address = "127.0.0.1:7002"
         assert!(matches!(
             ClusterConfig::parse("cluster_id = 1"),
             Err(ConfigFileError::NoReplicas)
+        ));
+        let unspecified = THREE.replace("127.0.0.1:7002", "0.0.0.0:7002");
+        assert!(matches!(
+            ClusterConfig::parse(&unspecified),
+            Err(ConfigFileError::BadAddress { id: 2, .. })
+        ));
+        let port_zero = THREE.replace("127.0.0.1:7002", "127.0.0.1:0");
+        assert!(matches!(
+            ClusterConfig::parse(&port_zero),
+            Err(ConfigFileError::BadAddress { id: 2, .. })
         ));
         assert!(matches!(
             ClusterConfig::parse("cluster = 1"),

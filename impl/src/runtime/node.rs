@@ -5,7 +5,7 @@
 use super::config::{ClusterConfig, ConfigFileError, Settings};
 use super::wire::{self, Counters, DATAGRAM_MAX, Packet, StatusReport};
 use crate::app::Kv;
-use crate::core::{ClientId, Effect, Input, Nonce, Replica, ReplicaId, Timer};
+use crate::core::{ClientId, Effect, Input, Nonce, Replica, ReplicaId, Status, Timer};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -100,8 +100,20 @@ impl Node {
     /// Runs the loop until `stop` is set.
     pub fn run(mut self, stop: Arc<AtomicBool>) -> io::Result<()> {
         let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
+        let started = Instant::now();
+        let mut warned = false;
         info!(replica = self.id.0, address = %self.cluster.address(self.id).unwrap(), "replica running");
         while !stop.load(Ordering::Relaxed) {
+            if !warned
+                && self.replica.status() == Status::Recovering
+                && started.elapsed() > Duration::from_secs(5)
+            {
+                warn!(
+                    replica = self.id.0,
+                    "still recovering after 5 s: no replica in Normal status has answered; if the whole cluster was restarted, start every replica with --fresh"
+                );
+                warned = true;
+            }
             self.fire_expired_timers();
             let wait = self
                 .deadlines
@@ -119,10 +131,15 @@ impl Node {
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) => {}
-                // A previous send's ICMP "port unreachable" surfaces here on
-                // some systems: a peer being down is not this replica's error.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-                Err(e) => return Err(e),
+                // A previous send's ICMP "port unreachable" (a peer that is
+                // down), an oversized datagram, a reset: none is this
+                // replica's failure. It logs and goes on.
+                Err(e) => {
+                    debug!(replica = self.id.0, error = %e, "receive failed");
+                    if e.kind() != io::ErrorKind::ConnectionRefused {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
             }
         }
         Ok(())
@@ -137,8 +154,11 @@ impl Node {
             .map(|(timer, _)| *timer)
             .collect();
         for timer in expired {
-            self.deadlines.remove(&timer);
-            self.step(Input::Timeout(timer));
+            // An earlier timer's step may have restarted or cancelled it.
+            if self.deadlines.get(&timer).is_some_and(|d| *d <= now) {
+                self.deadlines.remove(&timer);
+                self.step(Input::Timeout(timer));
+            }
         }
     }
 
@@ -159,6 +179,10 @@ impl Node {
                     return;
                 }
                 self.step(Input::Deliver(envelope));
+            }
+            Packet::Request(_) if bytes.len() > wire::REQUEST_MAX => {
+                debug!(replica = self.id.0, %source, len = bytes.len(), "request too large to prepare: dropped");
+                self.counters.oversized += 1;
             }
             Packet::Request(request) => {
                 self.clients.insert(request.client, source);

@@ -16,6 +16,10 @@ pub const DATAGRAM_MAX: usize = 60_000;
 
 const HEADER: usize = 5;
 
+/// The largest encoded Request a client may send and a primary accepts: the
+/// Prepare that carries it to the backups must fit in a datagram too.
+pub const REQUEST_MAX: usize = DATAGRAM_MAX - 1024;
+
 /// What travels in one datagram.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Packet {

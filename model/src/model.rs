@@ -278,6 +278,14 @@ fn within_boundary(cfg: &ModelConfig, state: &VrState) -> bool {
     if restarts + crashed > u64::from(cfg.crashes) {
         return false;
     }
+    // A replica still recovering has no state yet: with the crashed ones, at
+    // most f (the down ones included) may be without state at once.
+    let recovering = live_replicas(state)
+        .filter(|(_, r)| r.replica.status() == vr::core::Status::Recovering)
+        .count();
+    if crashed as usize + recovering + usize::from(cfg.down) > usize::from(cfg.replicas / 2) {
+        return false;
+    }
     if replica_states(state).any(|r| r.replica.view() > View(cfg.max_view)) {
         return false;
     }

@@ -28,6 +28,8 @@ pub struct SimConfig {
     pub restart: f64,
     /// The replicas' configuration, if not the default for `replicas`.
     pub config: Option<Config>,
+    /// After the faults, check that every outstanding request completes.
+    pub settle: bool,
 }
 
 impl Default for SimConfig {
@@ -42,6 +44,7 @@ impl Default for SimConfig {
             crash: 0.004,
             restart: 0.02,
             config: None,
+            settle: true,
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct SimReport {
     pub max_view: u64,
     pub crashes: usize,
     pub max_commit: u64,
+    /// Every outstanding request completed once the faults stopped.
+    pub settled: bool,
 }
 
 /// A small, fast, seedable generator (SplitMix64).
@@ -131,7 +136,7 @@ fn simulate(seed: u64, cfg: SimConfig) -> SimReport {
                 .collect();
             cluster.crash(up[rng.below(up.len())]);
             report.crashes += 1;
-        } else if rng.chance(cfg.restart) && down(&cluster) > 0 {
+        } else if rng.chance(cfg.restart) && cluster.replicas.iter().any(Option::is_none) {
             let crashed: Vec<u8> = (0..cfg.replicas)
                 .filter(|&i| cluster.replicas[usize::from(i)].is_none())
                 .collect();
@@ -148,31 +153,17 @@ fn simulate(seed: u64, cfg: SimConfig) -> SimReport {
                 cluster.deliver_one(m);
             }
         }
-        // Replies that answer a client's outstanding request complete it.
-        while seen_replies < cluster.replies.len() {
-            let reply = cluster.replies[seen_replies].clone();
-            seen_replies += 1;
-            let Some(client) = clients.iter_mut().find(|c| c.id == reply.client) else {
-                continue;
-            };
-            if client
-                .outstanding
-                .as_ref()
-                .is_some_and(|r| r.request == reply.request)
-            {
-                client.outstanding = None;
-                client.view = client.view.max(reply.view);
-                let ret = match reply.output {
-                    KvOutput::Stored => RegisterRet::WriteOk,
-                    KvOutput::Value(v) => RegisterRet::ReadOk(v.map_or(0, |v| v.parse().unwrap())),
-                    other => panic!("unexpected output {other:?}"),
-                };
-                history
-                    .on_return(client.id, ret)
-                    .expect("a return for an invoked operation");
-                report.completed += 1;
-            }
-        }
+        report.completed += take_replies(&cluster, &mut clients, &mut history, &mut seen_replies);
+    }
+    if cfg.settle {
+        settle(
+            &mut cluster,
+            &mut clients,
+            &mut history,
+            &mut seen_replies,
+            &mut nonce,
+            &mut report,
+        );
     }
     for r in cluster.replicas.iter().flatten() {
         report.max_view = report.max_view.max(r.view().0);
@@ -185,8 +176,133 @@ fn simulate(seed: u64, cfg: SimConfig) -> SimReport {
     report
 }
 
+/// Completes the clients' outstanding requests whose replies arrived since
+/// `seen`; returns how many completed.
+fn take_replies(
+    cluster: &Cluster,
+    clients: &mut [SimClient],
+    history: &mut LinearizabilityTester<ClientId, Register<u64>>,
+    seen: &mut usize,
+) -> usize {
+    let mut completed = 0;
+    while *seen < cluster.replies.len() {
+        let reply = cluster.replies[*seen].clone();
+        *seen += 1;
+        let Some(client) = clients.iter_mut().find(|c| c.id == reply.client) else {
+            continue;
+        };
+        if client
+            .outstanding
+            .as_ref()
+            .is_some_and(|r| r.request == reply.request)
+        {
+            client.outstanding = None;
+            client.view = client.view.max(reply.view);
+            let ret = match reply.output {
+                KvOutput::Stored => RegisterRet::WriteOk,
+                KvOutput::Value(v) => RegisterRet::ReadOk(v.map_or(0, |v| v.parse().unwrap())),
+                other => panic!("unexpected output {other:?}"),
+            };
+            history
+                .on_return(client.id, ret)
+                .expect("a return for an invoked operation");
+            completed += 1;
+        }
+    }
+    completed
+}
+
+/// Liveness: once faults stop (every replica up, no loss), every outstanding
+/// request completes. Time passes only when the network is quiet: first the
+/// delivery layer's and the primary's timers, and only when that is not
+/// enough, a view change.
+fn settle(
+    cluster: &mut Cluster,
+    clients: &mut [SimClient],
+    history: &mut LinearizabilityTester<ClientId, Register<u64>>,
+    seen: &mut usize,
+    nonce: &mut u64,
+    report: &mut SimReport,
+) {
+    for id in 0..cluster.replicas.len() as u8 {
+        if cluster.replicas[usize::from(id)].is_none() {
+            *nonce += 1;
+            cluster.restart(id, *nonce);
+        }
+    }
+    let n = cluster.replicas.len() as u8;
+    for round in 0..60 {
+        for client in clients.iter() {
+            if let Some(request) = &client.outstanding {
+                for id in 0..n {
+                    cluster.step(ReplicaId(id), Input::Request(request.clone()));
+                }
+            }
+        }
+        cluster.deliver_all();
+        report.completed += take_replies(cluster, clients, history, seen);
+        let recovering = cluster
+            .replicas
+            .iter()
+            .flatten()
+            .any(|r| r.status() == vr::core::Status::Recovering);
+        if clients.iter().all(|c| c.outstanding.is_none()) && !recovering {
+            report.settled = true;
+            return;
+        }
+        for timer in [Timer::Resend, Timer::Heartbeat, Timer::RecoveryRetry] {
+            for id in 0..n {
+                if cluster.timer_set(id, timer) {
+                    cluster.fire(id, timer);
+                    cluster.deliver_all();
+                }
+            }
+        }
+        report.completed += take_replies(cluster, clients, history, seen);
+        if round % 4 == 3 {
+            // Still stuck: let one view change's worth of time pass.
+            let timer = if cluster
+                .replicas
+                .iter()
+                .flatten()
+                .any(|r| r.status() == vr::core::Status::ViewChange)
+            {
+                Timer::ViewChangeTimeout
+            } else {
+                Timer::PrimaryTimeout
+            };
+            if let Some(id) = (0..n).find(|&id| cluster.timer_set(id, timer)) {
+                cluster.fire(id, timer);
+                cluster.deliver_all();
+            }
+        }
+    }
+    let states: Vec<String> = cluster
+        .replicas
+        .iter()
+        .flatten()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    let pending: Vec<_> = clients
+        .iter()
+        .filter_map(|c| c.outstanding.as_ref())
+        .collect();
+    panic!(
+        "liveness: with every replica up and no faults, requests {pending:?} did not complete: {states:#?}"
+    );
+}
+
+/// Replicas without their state: crashed, or restarted and still
+/// recovering. VR tolerates at most f of them at once.
 fn down(cluster: &Cluster) -> usize {
-    cluster.replicas.iter().filter(|r| r.is_none()).count()
+    cluster
+        .replicas
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .is_none_or(|r| r.status() == vr::core::Status::Recovering)
+        })
+        .count()
 }
 
 fn client_step(

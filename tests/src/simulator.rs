@@ -105,75 +105,257 @@ pub fn run(seed: u64, cfg: SimConfig) -> SimReport {
     }
 }
 
-fn simulate(seed: u64, cfg: SimConfig) -> SimReport {
-    let mut rng = Rng(seed);
-    let config = cfg
-        .config
-        .unwrap_or_else(|| Config::new(cfg.replicas, ReplicaId(0)).expect("valid replica count"));
-    let f = config.f();
-    let mut cluster = Cluster::with_config(config);
-    let mut clients: Vec<SimClient> = (0..cfg.clients)
-        .map(|i| SimClient {
-            id: ClientId(u64::from(i) + 1),
-            next: RequestNumber(1),
-            outstanding: None,
-            view: View(0),
+/// One step of a simulation. Indices are taken modulo what is there to
+/// choose from at that moment, so any sequence of choices is a valid
+/// schedule: that is what lets proptest shrink one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// Client `client` sends its next operation (a write, or a read), or
+    /// retries its outstanding one to every replica.
+    Client { client: u8, write: bool },
+    /// A set timer fires.
+    Timer(u16),
+    /// A replica that is up crashes (ignored while f are down).
+    Crash(u8),
+    /// A crashed replica restarts and recovers.
+    Restart(u8),
+    /// A message in flight arrives.
+    Deliver(u16),
+    /// A message in flight is lost.
+    Lose(u16),
+    /// A message in flight arrives and stays in flight to arrive again.
+    Duplicate(u16),
+}
+
+impl std::fmt::Display for Choice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Choice::Client {
+                client,
+                write: true,
+            } => write!(f, "w{client}"),
+            Choice::Client {
+                client,
+                write: false,
+            } => write!(f, "r{client}"),
+            Choice::Timer(i) => write!(f, "t{i}"),
+            Choice::Crash(i) => write!(f, "x{i}"),
+            Choice::Restart(i) => write!(f, "s{i}"),
+            Choice::Deliver(i) => write!(f, "d{i}"),
+            Choice::Lose(i) => write!(f, "l{i}"),
+            Choice::Duplicate(i) => write!(f, "u{i}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Choice {
+    type Err = String;
+
+    fn from_str(token: &str) -> Result<Choice, String> {
+        let (kind, number) = token.split_at(1.min(token.len()));
+        let n: u16 = number.parse().map_err(|_| format!("bad step {token:?}"))?;
+        let small = u8::try_from(n).map_err(|_| format!("bad step {token:?}"));
+        Ok(match kind {
+            "w" => Choice::Client {
+                client: small?,
+                write: true,
+            },
+            "r" => Choice::Client {
+                client: small?,
+                write: false,
+            },
+            "t" => Choice::Timer(n),
+            "x" => Choice::Crash(small?),
+            "s" => Choice::Restart(small?),
+            "d" => Choice::Deliver(n),
+            "l" => Choice::Lose(n),
+            "u" => Choice::Duplicate(n),
+            _ => return Err(format!("bad step {token:?}")),
         })
-        .collect();
-    let mut history = LinearizabilityTester::new(Register(0u64));
-    let mut report = SimReport::default();
-    let mut nonce = 1_000;
-    let mut seen_replies = 0;
-    for _ in 0..cfg.steps {
-        let roll = rng.below(100);
-        if roll < 6 {
-            client_step(&mut rng, &mut cluster, &mut clients, &mut history);
-        } else if rng.chance(cfg.timer) {
-            fire_some_timer(&mut rng, &mut cluster);
-        } else if rng.chance(cfg.crash) && down(&cluster) < f {
-            let up: Vec<u8> = (0..cfg.replicas)
-                .filter(|&i| cluster.replicas[usize::from(i)].is_some())
-                .collect();
-            cluster.crash(up[rng.below(up.len())]);
-            report.crashes += 1;
-        } else if rng.chance(cfg.restart) && cluster.replicas.iter().any(Option::is_none) {
-            let crashed: Vec<u8> = (0..cfg.replicas)
-                .filter(|&i| cluster.replicas[usize::from(i)].is_none())
-                .collect();
-            nonce += 1;
-            cluster.restart(crashed[rng.below(crashed.len())], nonce);
-        } else if !cluster.network.is_empty() {
-            let index = rng.below(cluster.network.len());
-            let m = cluster.network[index].clone();
-            let lost = cluster.replicas[usize::from(m.to.0)].is_none() || rng.chance(cfg.drop);
-            if lost || !rng.chance(cfg.duplicate) {
-                cluster.network.remove(index);
+    }
+}
+
+/// Parses a schedule written as space-separated steps ("w0 d3 t1 ...").
+pub fn parse_schedule(text: &str) -> Result<Vec<Choice>, String> {
+    text.split_whitespace().map(str::parse).collect()
+}
+
+/// Writes a schedule as [`parse_schedule`] reads it.
+pub fn format_schedule(schedule: &[Choice]) -> String {
+    schedule
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A simulated cluster with its clients and their history.
+struct World {
+    cluster: Cluster,
+    clients: Vec<SimClient>,
+    history: LinearizabilityTester<ClientId, Register<u64>>,
+    report: SimReport,
+    nonce: u64,
+    seen_replies: usize,
+    f: usize,
+}
+
+impl World {
+    fn new(cfg: &SimConfig) -> World {
+        let config = cfg.config.unwrap_or_else(|| {
+            Config::new(cfg.replicas, ReplicaId(0)).expect("valid replica count")
+        });
+        World {
+            f: config.f(),
+            cluster: Cluster::with_config(config),
+            clients: (0..cfg.clients.max(1))
+                .map(|i| SimClient {
+                    id: ClientId(u64::from(i) + 1),
+                    next: RequestNumber(1),
+                    outstanding: None,
+                    view: View(0),
+                })
+                .collect(),
+            history: LinearizabilityTester::new(Register(0u64)),
+            report: SimReport::default(),
+            nonce: 1_000,
+            seen_replies: 0,
+        }
+    }
+
+    fn apply(&mut self, choice: Choice) {
+        let n = self.cluster.replicas.len();
+        match choice {
+            Choice::Client { client, write } => {
+                let index = usize::from(client) % self.clients.len();
+                client_step(
+                    write,
+                    &mut self.cluster,
+                    &mut self.clients[index],
+                    &mut self.history,
+                );
             }
-            if !lost {
-                cluster.deliver_one(m);
+            Choice::Timer(i) => {
+                let set: Vec<(u8, Timer)> = self
+                    .cluster
+                    .timers
+                    .iter()
+                    .enumerate()
+                    .filter(|(r, _)| self.cluster.replicas[*r].is_some())
+                    .flat_map(|(r, timers)| timers.iter().map(move |t| (r as u8, *t)))
+                    .collect();
+                if !set.is_empty() {
+                    let (id, timer) = set[usize::from(i) % set.len()];
+                    self.cluster.fire(id, timer);
+                }
+            }
+            Choice::Crash(i) => {
+                let up: Vec<u8> = (0..n as u8)
+                    .filter(|&r| self.cluster.replicas[usize::from(r)].is_some())
+                    .collect();
+                if down(&self.cluster) < self.f && !up.is_empty() {
+                    self.cluster.crash(up[usize::from(i) % up.len()]);
+                    self.report.crashes += 1;
+                }
+            }
+            Choice::Restart(i) => {
+                let crashed: Vec<u8> = (0..n as u8)
+                    .filter(|&r| self.cluster.replicas[usize::from(r)].is_none())
+                    .collect();
+                if !crashed.is_empty() {
+                    self.nonce += 1;
+                    self.cluster
+                        .restart(crashed[usize::from(i) % crashed.len()], self.nonce);
+                }
+            }
+            Choice::Deliver(i) | Choice::Lose(i) | Choice::Duplicate(i) => {
+                if self.cluster.network.is_empty() {
+                    return;
+                }
+                let index = usize::from(i) % self.cluster.network.len();
+                let m = self.cluster.network[index].clone();
+                let lost = matches!(choice, Choice::Lose(_))
+                    || self.cluster.replicas[usize::from(m.to.0)].is_none();
+                if !matches!(choice, Choice::Duplicate(_)) || lost {
+                    self.cluster.network.remove(index);
+                }
+                if !lost {
+                    self.cluster.deliver_one(m);
+                }
             }
         }
-        report.completed += take_replies(&cluster, &mut clients, &mut history, &mut seen_replies);
-    }
-    if cfg.settle {
-        settle(
-            &mut cluster,
-            &mut clients,
-            &mut history,
-            &mut seen_replies,
-            &mut nonce,
-            &mut report,
+        self.report.completed += take_replies(
+            &self.cluster,
+            &mut self.clients,
+            &mut self.history,
+            &mut self.seen_replies,
         );
     }
-    for r in cluster.replicas.iter().flatten() {
-        report.max_view = report.max_view.max(r.view().0);
-        report.max_commit = report.max_commit.max(r.commit_number().0);
+
+    fn finish(mut self, settle_after: bool) -> SimReport {
+        if settle_after {
+            settle(
+                &mut self.cluster,
+                &mut self.clients,
+                &mut self.history,
+                &mut self.seen_replies,
+                &mut self.nonce,
+                &mut self.report,
+            );
+        }
+        for r in self.cluster.replicas.iter().flatten() {
+            self.report.max_view = self.report.max_view.max(r.view().0);
+            self.report.max_commit = self.report.max_commit.max(r.commit_number().0);
+        }
+        assert!(
+            self.history.serialized_history().is_some(),
+            "INV-LINEARIZABLE: the clients' history is not linearizable: {:?}",
+            self.history
+        );
+        self.report
     }
-    assert!(
-        history.serialized_history().is_some(),
-        "INV-LINEARIZABLE: the clients' history is not linearizable: {history:?}"
-    );
-    report
+}
+
+/// The seeded schedule: `cfg.steps` choices drawn from `seed`.
+pub fn schedule(seed: u64, cfg: &SimConfig) -> Vec<Choice> {
+    let mut rng = Rng(seed);
+    (0..cfg.steps)
+        .map(|_| {
+            let any = rng.next() as u16;
+            if rng.below(100) < 6 {
+                Choice::Client {
+                    client: (any % 256) as u8,
+                    write: rng.below(2) == 0,
+                }
+            } else if rng.chance(cfg.timer) {
+                Choice::Timer(any)
+            } else if rng.chance(cfg.crash) {
+                Choice::Crash((any % 256) as u8)
+            } else if rng.chance(cfg.restart) {
+                Choice::Restart((any % 256) as u8)
+            } else if rng.chance(cfg.drop) {
+                Choice::Lose(any)
+            } else if rng.chance(cfg.duplicate) {
+                Choice::Duplicate(any)
+            } else {
+                Choice::Deliver(any)
+            }
+        })
+        .collect()
+}
+
+/// Runs `schedule`, then (if `cfg.settle`) the liveness phase; panics on a
+/// broken invariant, a non-linearizable history or a stuck request.
+pub fn run_schedule(schedule: &[Choice], cfg: SimConfig) -> SimReport {
+    let mut world = World::new(&cfg);
+    for &choice in schedule {
+        world.apply(choice);
+    }
+    world.finish(cfg.settle)
+}
+
+fn simulate(seed: u64, cfg: SimConfig) -> SimReport {
+    run_schedule(&schedule(seed, &cfg), cfg)
 }
 
 /// Completes the clients' outstanding requests whose replies arrived since
@@ -306,14 +488,12 @@ fn down(cluster: &Cluster) -> usize {
 }
 
 fn client_step(
-    rng: &mut Rng,
+    write: bool,
     cluster: &mut Cluster,
-    clients: &mut [SimClient],
+    client: &mut SimClient,
     history: &mut LinearizabilityTester<ClientId, Register<u64>>,
 ) {
-    let index = rng.below(clients.len());
     let n = cluster.replicas.len();
-    let client = &mut clients[index];
     let (request, targets): (Request<vr::app::Kv>, Vec<usize>) = match &client.outstanding {
         // Retry: to every replica.
         Some(request) => (request.clone(), (0..n).collect()),
@@ -321,7 +501,7 @@ fn client_step(
             let number = client.next;
             client.next = number.next();
             let value = client.id.0 * 1_000_000 + number.0;
-            let (operation, op) = if rng.below(2) == 0 {
+            let (operation, op) = if write {
                 (
                     KvOperation::Put {
                         key: "x".into(),
@@ -349,19 +529,4 @@ fn client_step(
             cluster.step(ReplicaId(target as u8), Input::Request(request.clone()));
         }
     }
-}
-
-fn fire_some_timer(rng: &mut Rng, cluster: &mut Cluster) {
-    let set: Vec<(u8, Timer)> = cluster
-        .timers
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| cluster.replicas[*i].is_some())
-        .flat_map(|(i, timers)| timers.iter().map(move |t| (i as u8, *t)))
-        .collect();
-    if set.is_empty() {
-        return;
-    }
-    let (id, timer) = set[rng.below(set.len())];
-    cluster.fire(id, timer);
 }

@@ -27,10 +27,10 @@ fn model_replica(state: &VrState, index: usize) -> Option<&Replica<Register>> {
     }
 }
 
-fn replay(
-    model: &VrModel,
-    path: Vec<(VrState, Option<ActorModelAction<Msg, ModelTimer, ()>>)>,
-) -> usize {
+/// A model path: each state with the action taken from it.
+type ModelPath = Vec<(VrState, Option<ActorModelAction<Msg, ModelTimer, ()>>)>;
+
+fn replay(model: &VrModel, path: ModelPath) -> usize {
     let replicas = usize::from(model.cfg.replicas);
     let mut ours: Vec<Option<Replica<Register>>> = (0..replicas)
         .map(|i| model_replica(&path[0].0, i).cloned())

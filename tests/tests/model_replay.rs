@@ -130,6 +130,7 @@ fn every_witness_path_of_the_model_replays_step_for_step_through_the_wire() {
             replayed += 1;
         }
     }
+    eprintln!("{replayed} model paths replayed");
     assert!(replayed >= 8, "{replayed} paths replayed");
     assert!(recovered, "a recovery path was among them");
 }

@@ -241,7 +241,7 @@ impl Default for Settings {
             heartbeat: Duration::from_millis(20),
             primary_timeout: Duration::from_millis(150),
             view_change_timeout: Duration::from_millis(300),
-            resend: Duration::from_millis(40),
+            resend: Duration::from_millis(100),
             recovery_retry: Duration::from_millis(200),
         }
     }

@@ -356,9 +356,7 @@ impl Actor for VrActor {
                         client: reply.client,
                         request: number,
                     };
-                    let primary = vr::core::Config::new(*replica_count, vr::core::ReplicaId(0))
-                        .map(|c| c.primary(next.view))
-                        .unwrap_or(vr::core::ReplicaId(0));
+                    let primary = next.view.primary(*replica_count);
                     Self::send_request(&request, Id::from(usize::from(primary.0)), o);
                     o.set_timer(ModelTimer::ClientRetry, model_timeout());
                     next.awaiting = Some(request);

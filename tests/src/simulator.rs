@@ -521,7 +521,7 @@ fn client_step(
                 request: number,
             };
             client.outstanding = Some(request.clone());
-            (request, vec![(client.view.0 % n as u64) as usize])
+            (request, vec![usize::from(client.view.primary(n as u8).0)])
         }
     };
     for target in targets {

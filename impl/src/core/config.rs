@@ -183,7 +183,7 @@ impl Config {
 
     /// primary(v) = v mod n (paper 4).
     pub fn primary(&self, view: View) -> ReplicaId {
-        ReplicaId((view.0 % u64::from(self.replica_count)) as u8)
+        view.primary(self.replica_count)
     }
 
     /// Whether `id` names a replica of this cluster.

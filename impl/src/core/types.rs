@@ -71,6 +71,13 @@ number!(
 );
 
 impl View {
+    /// primary(v) = v mod n: the replica that leads this view in a cluster of
+    /// `replica_count` (paper 4). The one place the rule is written; clients
+    /// use it too, to find whom to ask.
+    pub fn primary(self, replica_count: u8) -> ReplicaId {
+        ReplicaId((self.0 % u64::from(replica_count.max(1))) as u8)
+    }
+
     /// The view after this one.
     pub fn next(self) -> View {
         View(self.0 + 1)

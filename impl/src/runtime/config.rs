@@ -187,7 +187,7 @@ impl ClusterConfig {
 
     /// primary(v) = v mod n.
     pub fn primary(&self, view: crate::core::View) -> ReplicaId {
-        ReplicaId((view.0 % self.addresses.len() as u64) as u8)
+        view.primary(self.replica_count())
     }
 
     /// The replica whose configured address is `address`.

@@ -99,6 +99,10 @@ struct ModelArgs {
     /// Log entries per NewState message.
     #[arg(long)]
     state_transfer_entries_max: Option<u32>,
+    /// Log entries per DoViewChange, StartView and RecoveryResponse beyond
+    /// the uncommitted ones (default: no bound, whole logs).
+    #[arg(long)]
+    message_weight_max: Option<u32>,
     /// Replicas 0 .. N are down from the start (their failure precedes
     /// everything else).
     #[arg(long)]
@@ -144,6 +148,7 @@ impl ModelArgs {
         cfg.state_transfer_entries_max = self
             .state_transfer_entries_max
             .unwrap_or(cfg.state_transfer_entries_max);
+        cfg.message_weight_max = self.message_weight_max.unwrap_or(cfg.message_weight_max);
         cfg.validate()?;
         cfg.replica_config().map_err(|e| e.to_string())?;
         Ok((scenario, cfg))

@@ -37,6 +37,10 @@ pub struct ModelConfig {
     pub attempts_max: u8,
     /// Log entries per NewState.
     pub state_transfer_entries_max: u32,
+    /// The bound on log entries per DoViewChange, StartView and
+    /// RecoveryResponse beyond the uncommitted ones (each entry weighs 1
+    /// here); the default, no bound, sends whole logs.
+    pub message_weight_max: u32,
     /// Replicas 0 .. down are down from the start and never run: the
     /// primary of view 0 (and more) has failed before anything happened.
     pub down: u8,
@@ -57,6 +61,7 @@ impl Default for ModelConfig {
             max_view: 1,
             attempts_max: 2,
             state_transfer_entries_max: 1,
+            message_weight_max: vr::core::MESSAGE_WEIGHT_MAX_DEFAULT,
             down: 0,
             crash_only: None,
         }
@@ -114,9 +119,13 @@ impl ModelConfig {
                     .into(),
             );
         }
-        if self.attempts_max == 0 || self.state_transfer_entries_max == 0 {
+        if self.attempts_max == 0
+            || self.state_transfer_entries_max == 0
+            || self.message_weight_max == 0
+        {
             return Err(
-                "--attempts-max and --state-transfer-entries-max must be at least 1".into(),
+                "--attempts-max, --state-transfer-entries-max and --message-weight-max must be at least 1"
+                    .into(),
             );
         }
         if let Some(only) = self.crash_only {
@@ -137,7 +146,8 @@ impl ModelConfig {
             ReplicaId(0),
             self.attempts_max,
             self.state_transfer_entries_max,
-        )
+        )?
+        .with_message_weight_max(self.message_weight_max)
     }
 
     /// The model, with the replicas configured by [`replica_config`].

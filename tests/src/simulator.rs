@@ -58,6 +58,12 @@ pub struct SimReport {
     pub max_commit: u64,
     /// Every outstanding request completed once the faults stopped.
     pub settled: bool,
+    /// Steps after which some primary(v) was fetching committed entries its
+    /// chosen DoViewChange left out.
+    pub fill_steps: usize,
+    /// Steps after which some recovering replica was fetching the primary's
+    /// log by state transfer.
+    pub recovery_transfer_steps: usize,
 }
 
 /// A small, fast, seedable generator (SplitMix64).
@@ -290,6 +296,14 @@ impl World {
             &mut self.history,
             &mut self.seen_replies,
         );
+        for r in self.cluster.replicas.iter().flatten() {
+            if r.view_change_caches().fill().is_some() {
+                self.report.fill_steps += 1;
+            }
+            if r.status() == vr::core::Status::Recovering && r.catch_up().is_some() {
+                self.report.recovery_transfer_steps += 1;
+            }
+        }
     }
 
     fn finish(mut self, settle_after: bool) -> SimReport {

@@ -2,7 +2,7 @@
 
 use vr::app::KvOutput;
 use vr::core::{
-    CommitNumber, Envelope, Input, Log, Message, MessageId, Nonce, OpNumber, PrimaryState,
+    CommitNumber, Envelope, Input, LogSuffix, Message, MessageId, Nonce, OpNumber, PrimaryState,
     RecoveryResponse, ReplicaId, Status, Timer, View,
 };
 use vr_tests::harness::{Cluster, is, put};
@@ -65,7 +65,7 @@ fn a_recovery_response_with_an_old_nonce_is_ignored() {
     cluster.restart(2, 2);
     cluster.drop_where(|_| true);
     let state = PrimaryState {
-        log: cluster.replica(0).log().clone(),
+        log: LogSuffix::whole(cluster.replica(0).log()),
         commit: cluster.replica(0).commit_number(),
     };
     // Answers to an earlier recovery (nonce 1) count for nothing.
@@ -83,11 +83,11 @@ fn recovery_completes_only_with_f_plus_one_responses_including_the_latest_primar
     cluster.crash(4);
     cluster.restart(4, 9);
     cluster.drop_where(|_| true);
-    let state = |log: Log<vr::app::Kv>| PrimaryState {
+    let state = |log: LogSuffix<vr::app::Kv>| PrimaryState {
         log,
         commit: CommitNumber(1),
     };
-    let log = cluster.replica(0).log().clone();
+    let log = LogSuffix::whole(cluster.replica(0).log());
     // Backups' answers alone never complete recovery, however many.
     cluster.step(ReplicaId(4), response(1, 0, 9, None));
     cluster.step(ReplicaId(4), response(2, 0, 9, None));

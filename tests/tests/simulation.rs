@@ -59,6 +59,40 @@ fn a_network_losing_and_duplicating_a_quarter_of_messages_breaks_no_invariant() 
 }
 
 #[test]
+fn messages_carrying_log_suffixes_keep_every_invariant_and_complete_every_request() {
+    // With room for one entry per message, DoViewChange, StartView and
+    // RecoveryResponse carry short suffixes, so new primaries, backups and
+    // recovering replicas fetch the rest: the paths a long log takes in the
+    // runtime.
+    let config = vr::core::Config::with_settings(3, vr::core::ReplicaId(0), 3, 1)
+        .unwrap()
+        .with_message_weight_max(1)
+        .unwrap();
+    let cfg = SimConfig {
+        config: Some(config),
+        crash: 0.01,
+        ..SimConfig::default()
+    };
+    let (mut completed, mut fills, mut recovery_transfers) = (0, 0, 0);
+    for seed in 0..seeds() {
+        let report = simulator::run(3_000_000 + seed, cfg);
+        assert!(report.settled, "seed {seed}: requests left incomplete");
+        completed += report.completed;
+        fills += report.fill_steps;
+        recovery_transfers += report.recovery_transfer_steps;
+    }
+    assert!(completed > 1000, "{completed} operations completed");
+    println!(
+        "{completed} operations; {fills} steps filling, {recovery_transfers} recovering by state transfer"
+    );
+    assert!(fills > 0, "no new primary had to fetch committed entries");
+    assert!(
+        recovery_transfers > 0,
+        "no recovering replica had to fetch the primary's log"
+    );
+}
+
+#[test]
 fn the_simulator_catches_a_primary_that_commits_without_a_quorum() {
     let config = vr::core::Config::new(3, vr::core::ReplicaId(0))
         .unwrap()

@@ -84,6 +84,22 @@ impl StateMachine for Kv {
             }
         }
     }
+
+    /// An upper bound on the entry's encoded size in bytes (postcard): the
+    /// strings, a length prefix of at most 5 bytes for each of up to three,
+    /// the variant and option tags, and up to 20 bytes of client id and
+    /// request-number.
+    fn weight(operation: &KvOperation) -> u32 {
+        const OVERHEAD: usize = 3 * 5 + 2 + 20;
+        let strings = match operation {
+            KvOperation::Put { key, value } => key.len() + value.len(),
+            KvOperation::Get { key } | KvOperation::Delete { key } => key.len(),
+            KvOperation::Cas { key, expected, new } => {
+                key.len() + expected.as_ref().map_or(0, String::len) + new.len()
+            }
+        };
+        u32::try_from(strings + OVERHEAD).unwrap_or(u32::MAX)
+    }
 }
 
 impl fmt::Debug for Kv {

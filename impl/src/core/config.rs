@@ -11,10 +11,16 @@ pub const ATTEMPTS_MAX_DEFAULT: u8 = 3;
 /// The default bound on log entries in one NewState message.
 pub const STATE_TRANSFER_ENTRIES_MAX_DEFAULT: u32 = 64;
 
+/// The default bound on the weight of the log entries in one message: none,
+/// so view change and recovery messages carry whole logs, as in the paper.
+/// The runtime sets a bound that keeps every message within a datagram.
+pub const MESSAGE_WEIGHT_MAX_DEFAULT: u32 = u32::MAX;
+
 /// The cluster configuration and this replica's place in it.
 ///
 /// Invariants: `replica_count` is odd and at least 1; `id < replica_count`;
-/// `attempts_max >= 1`; `state_transfer_entries_max >= 1`.
+/// `attempts_max >= 1`; `state_transfer_entries_max >= 1`;
+/// `message_weight_max >= 1`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Config {
     /// n = 2f + 1, the number of replicas in the cluster.
@@ -26,6 +32,13 @@ pub struct Config {
     attempts_max: u8,
     /// At most this many log entries travel in one NewState message.
     state_transfer_entries_max: u32,
+    /// At most this much log-entry weight ([`StateMachine::weight`]) travels
+    /// in one message, beyond the entries that are not committed yet, and the
+    /// primary admits no request that would take its uncommitted entries
+    /// beyond it.
+    ///
+    /// [`StateMachine::weight`]: super::StateMachine::weight
+    message_weight_max: u32,
     /// A deliberately wrong rule, for testing the model checker.
     #[cfg(feature = "wrong-variants")]
     bug: Option<Bug>,
@@ -53,6 +66,8 @@ pub enum ConfigError {
     AttemptsMaxZero,
     /// State transfer must move at least one entry per message.
     StateTransferEntriesMaxZero,
+    /// A message must be able to carry at least one entry.
+    MessageWeightMaxZero,
 }
 
 impl fmt::Display for ConfigError {
@@ -70,6 +85,7 @@ impl fmt::Display for ConfigError {
             ConfigError::StateTransferEntriesMaxZero => {
                 write!(f, "state_transfer_entries_max must be at least 1")
             }
+            ConfigError::MessageWeightMaxZero => write!(f, "message_weight_max must be at least 1"),
         }
     }
 }
@@ -111,8 +127,21 @@ impl Config {
             id,
             attempts_max,
             state_transfer_entries_max,
+            message_weight_max: MESSAGE_WEIGHT_MAX_DEFAULT,
             #[cfg(feature = "wrong-variants")]
             bug: None,
+        })
+    }
+
+    /// The same configuration with another bound on the log-entry weight of
+    /// one message (at least 1).
+    pub fn with_message_weight_max(self, message_weight_max: u32) -> Result<Config, ConfigError> {
+        if message_weight_max == 0 {
+            return Err(ConfigError::MessageWeightMaxZero);
+        }
+        Ok(Config {
+            message_weight_max,
+            ..self
         })
     }
 
@@ -181,6 +210,11 @@ impl Config {
         self.state_transfer_entries_max
     }
 
+    /// The bound on the log-entry weight of one message.
+    pub fn message_weight_max(&self) -> u32 {
+        self.message_weight_max
+    }
+
     /// primary(v) = v mod n (paper 4).
     pub fn primary(&self, view: View) -> ReplicaId {
         view.primary(self.replica_count)
@@ -205,7 +239,11 @@ impl fmt::Debug for Config {
             f,
             "{:?}/{} attempts_max={} state_transfer_entries_max={}",
             self.id, self.replica_count, self.attempts_max, self.state_transfer_entries_max
-        )
+        )?;
+        if self.message_weight_max != MESSAGE_WEIGHT_MAX_DEFAULT {
+            write!(f, " message_weight_max={}", self.message_weight_max)?;
+        }
+        Ok(())
     }
 }
 

@@ -91,12 +91,20 @@ fn caches_cleared<S: StateMachine>(r: &Replica<S>) -> Result<(), String> {
         return Err("DoViewChange counted by a replica that is not primary(v)".into());
     }
     if let Some(catch_up) = &r.catch_up
-        && (r.status != Status::ViewChange || catch_up.base() != r.commit)
+        && (r.status == Status::Normal || catch_up.base() != r.commit)
     {
         return Err(format!(
             "{:?} with {catch_up:?} at commit {:?}",
             r.status, r.commit
         ));
+    }
+    if r.view_change.fill().is_some()
+        && (r.view_change.do_view_change_from().count() < r.config.quorum()
+            || r.view_change
+                .best()
+                .is_none_or(|b| b.log.after <= r.commit.as_op()))
+    {
+        return Err("filling in committed entries without a chosen log that needs them".into());
     }
     if r.view_change
         .start_view_change_from()
@@ -141,7 +149,7 @@ fn recovering_silent<S: StateMachine>(r: &Replica<S>) -> Result<(), String> {
         .delivery
         .unconfirmed()
         .values()
-        .find(|u| !matches!(u.msg, Message::Recovery(_)));
+        .find(|u| !matches!(u.msg, Message::Recovery(_) | Message::GetState(_)));
     if let Some(u) = speaking {
         return Err(format!(
             "sent {} to {:?} while recovering",

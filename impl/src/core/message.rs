@@ -4,7 +4,7 @@
 //! without looking inside. The sender's id is on the [`Envelope`], so no record
 //! repeats it (the paper writes it as the last field, `i`).
 
-use super::log::{Entry, Log};
+use super::log::{Entry, LogSuffix};
 use super::state_machine::StateMachine;
 use super::types::{
     ClientId, CommitNumber, MessageId, Nonce, OpNumber, ReplicaId, RequestNumber, View,
@@ -192,14 +192,17 @@ pub struct StartViewChange {
 
 /// DoViewChange(v, l, v', n, k, i): sent to primary(v) by a replica that has
 /// StartViewChange for `v` from f others (paper 4.2 step 2). The paper's `n` is
-/// the op-number of `log` and is not sent apart from it.
+/// the suffix's op-number. Of the log `l` it carries the suffix its
+/// commit-number and the message bound allow (paper 5.3's smaller
+/// DoViewChange): every uncommitted entry, and the latest committed ones.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct DoViewChange<S: StateMachine> {
     /// The view being changed to.
     pub view: View,
-    /// The sender's whole log.
-    pub log: Log<S>,
+    /// The sender's log: its op-number and its entries after a point no later
+    /// than `commit`.
+    pub log: LogSuffix<S>,
     /// v': the latest view in which the sender's status was Normal.
     pub last_normal_view: View,
     /// The sender's commit-number.
@@ -207,14 +210,17 @@ pub struct DoViewChange<S: StateMachine> {
 }
 
 /// StartView(v, l, n, k): primary(v) has formed view `v` with this log and
-/// commit-number (paper 4.2 step 3); `n` is the op-number of `log`.
+/// commit-number (paper 4.2 step 3); `n` is the suffix's op-number. Like
+/// DoViewChange it carries a suffix of the log: a backup whose commit-number
+/// does not reach the suffix's start fetches the view's log by state transfer.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct StartView<S: StateMachine> {
     /// The new view.
     pub view: View,
-    /// The log the new primary chose.
-    pub log: Log<S>,
+    /// The log the new primary chose: its op-number and its entries after a
+    /// point no later than `commit`.
+    pub log: LogSuffix<S>,
     /// The new primary's commit-number.
     pub commit: CommitNumber,
 }
@@ -245,8 +251,9 @@ pub struct RecoveryResponse<S: StateMachine> {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct PrimaryState<S: StateMachine> {
-    /// The primary's log (its op-number is the log's).
-    pub log: Log<S>,
+    /// The primary's log: its op-number and its entries after a point no
+    /// later than `commit`; the recovering replica fetches any before it.
+    pub log: LogSuffix<S>,
     /// The primary's commit-number.
     pub commit: CommitNumber,
 }
@@ -255,7 +262,10 @@ pub struct PrimaryState<S: StateMachine> {
 /// for those after it (paper 5.2).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct GetState {
-    /// The asker's view-number; only a replica in Normal status in it answers.
+    /// The asker's view-number. A replica in Normal status in it answers
+    /// from its log; any other replica answers primary(v) alone, and only
+    /// with entries it has committed (a new primary fetching the committed
+    /// entries its chosen DoViewChange left out).
     pub view: View,
     /// The asker's op-number.
     pub op: OpNumber,

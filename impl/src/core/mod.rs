@@ -23,11 +23,14 @@ mod view_change;
 pub use client_table::{ClientRecord, ClientTable};
 #[cfg(feature = "wrong-variants")]
 pub use config::Bug;
-pub use config::{ATTEMPTS_MAX_DEFAULT, Config, ConfigError, STATE_TRANSFER_ENTRIES_MAX_DEFAULT};
+pub use config::{
+    ATTEMPTS_MAX_DEFAULT, Config, ConfigError, MESSAGE_WEIGHT_MAX_DEFAULT,
+    STATE_TRANSFER_ENTRIES_MAX_DEFAULT,
+};
 pub use delivery::{Delivery, Unconfirmed};
 pub use invariants::{ReplicaCheck, Violation, replica_invariants};
 pub use io::{Effect, Input, Timer};
-pub use log::{Entry, Log};
+pub use log::{Entry, Log, LogSuffix};
 pub use message::{
     Ack, Commit, DoViewChange, Envelope, GetState, Message, NewState, Prepare, PrepareOk,
     PrimaryState, Recovery, RecoveryResponse, Reply, Request, StartView, StartViewChange,

@@ -30,6 +30,10 @@ impl<S: StateMachine> Replica<S> {
                 debug!(replica = ?self.id(), client = ?request.client, request = ?request.request,
                     "ignore Request: fewer than f backups connected, it could not commit");
             }
+            Admission::New if self.pipeline_full(&request.operation) => {
+                debug!(replica = ?self.id(), client = ?request.client, request = ?request.request,
+                    "ignore Request: the uncommitted entries fill a message; the client retries");
+            }
             Admission::Executed(output) => {
                 effects.push(Effect::Reply(Reply {
                     view: self.view,
@@ -50,6 +54,16 @@ impl<S: StateMachine> Replica<S> {
             return Some("not the primary");
         }
         None
+    }
+
+    /// Whether admitting `operation` would take the uncommitted entries
+    /// beyond one message's bound: DoViewChange, StartView and RecoveryResponse
+    /// carry every uncommitted entry, so this bound is what keeps them within
+    /// it. With nothing uncommitted, any one request is admitted.
+    fn pipeline_full(&self, operation: &S::Operation) -> bool {
+        self.op_number() > self.commit.as_op()
+            && self.log.weight_after(self.commit.as_op()) + u64::from(S::weight(operation))
+                > u64::from(self.config.message_weight_max())
     }
 
     fn prepare(&mut self, request: Request<S>, effects: &mut Vec<Effect<S>>) {

@@ -6,7 +6,7 @@ use super::log::Log;
 use super::message::{Message, PrimaryState, Recovery, RecoveryResponse};
 use super::replica::{Replica, Status};
 use super::state_machine::StateMachine;
-use super::types::{CommitNumber, Nonce, ReplicaId, View};
+use super::types::{CommitNumber, Nonce, OpNumber, ReplicaId, View};
 use std::collections::BTreeMap;
 use std::fmt;
 use tracing::{debug, info};
@@ -81,7 +81,9 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let primary = self.is_primary().then(|| PrimaryState {
-            log: self.log.clone(),
+            log: self
+                .log
+                .suffix_for_message(self.commit, self.config.message_weight_max()),
             commit: self.commit,
         });
         let response = RecoveryResponse {
@@ -113,7 +115,9 @@ impl<S: StateMachine> Replica<S> {
         }
         if let Some(state) = &response.primary
             && (from != self.config.primary(response.view)
-                || state.commit.as_op() > state.log.op_number())
+                || !state.log.is_well_formed()
+                || state.log.after > state.commit.as_op()
+                || state.commit.as_op() > state.log.op)
         {
             debug!(replica = ?self.id(), ?from, "ignore RecoveryResponse: malformed primary state");
             return;
@@ -136,12 +140,16 @@ impl<S: StateMachine> Replica<S> {
             progress.primary = Some((response.view, state));
         }
         if let Some((view, state)) = progress.complete(self.config.quorum()) {
-            let (log, commit) = (state.log.clone(), state.commit);
-            self.finish_recovery(view, log, commit, effects);
+            if state.log.after == OpNumber(0) {
+                let (log, commit) = (Log::default().with_suffix(state.log.clone()), state.commit);
+                self.finish_recovery(view, log, commit, effects);
+            } else {
+                self.recover_by_state_transfer(view, effects);
+            }
         }
     }
 
-    fn finish_recovery(
+    pub(super) fn finish_recovery(
         &mut self,
         view: View,
         log: Log<S>,
@@ -162,6 +170,10 @@ impl<S: StateMachine> Replica<S> {
             return;
         };
         let nonce = progress.nonce;
+        if self.catch_up.is_some() {
+            // The state transfer may have stalled: ask the primary again.
+            self.recover_by_state_transfer(self.view, effects);
+        }
         self.broadcast(Message::Recovery(Recovery { nonce }), effects);
         effects.push(Effect::SetTimer(Timer::RecoveryRetry));
     }

@@ -163,6 +163,9 @@ impl<S: StateMachine> Replica<S> {
         if self.status == Status::Recovering {
             match msg {
                 Message::RecoveryResponse(m) => self.on_recovery_response(from, m, effects),
+                Message::NewState(m) if self.catch_up.is_some() => {
+                    self.on_new_state(from, m, effects)
+                }
                 other => debug!(replica = ?self.id(), msg = other.name(), "ignore: recovering"),
             }
             return;

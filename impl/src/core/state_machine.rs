@@ -21,4 +21,13 @@ pub trait StateMachine: Clone + Debug + Default + Eq + Hash {
     /// Applies one committed operation. Must be deterministic: no clocks, no
     /// randomness, no I/O.
     fn apply(&mut self, operation: &Self::Operation) -> Self::Output;
+
+    /// How much of a message's budget (`Config::message_weight_max`) a log
+    /// entry holding `operation` takes. The runtime's state machines give an
+    /// upper bound on the entry's encoded size in bytes; the default counts
+    /// entries.
+    fn weight(operation: &Self::Operation) -> u32 {
+        let _ = operation;
+        1
+    }
 }

@@ -85,6 +85,35 @@ impl<S: StateMachine> Replica<S> {
         self.request_state_after(from, self.commit.as_op(), effects);
     }
 
+    /// A recovering replica learned from f + 1 answers that `view` is the
+    /// latest view, but its primary's log suffix starts beyond op-number 0:
+    /// it fetches the primary's log by state transfer, still Recovering (it
+    /// takes part in nothing until it holds a log of the view), and finishes
+    /// recovery with it. A repeated call for the same view asks again.
+    pub(super) fn recover_by_state_transfer(&mut self, view: View, effects: &mut Vec<Effect<S>>) {
+        debug_assert_eq!(self.status, Status::Recovering);
+        debug_assert_eq!(
+            self.commit,
+            CommitNumber(0),
+            "a recovering replica holds nothing"
+        );
+        let primary = self.config.primary(view);
+        if view == self.view
+            && let Some(catch_up) = &self.catch_up
+        {
+            let holds = catch_up.op_number();
+            self.request_state_after(primary, holds, effects);
+            return;
+        }
+        info!(replica = ?self.id(), ?view, "recovering: fetching the primary's log");
+        self.view = view;
+        self.catch_up = Some(CatchUp {
+            base: self.commit,
+            entries: Vec::new(),
+        });
+        self.request_state_after(primary, OpNumber(0), effects);
+    }
+
     /// Sends GetState for the entries after this replica's op-number to
     /// `from`, a replica in Normal status of the same view.
     pub(super) fn request_state(&mut self, from: ReplicaId, effects: &mut Vec<Effect<S>>) {
@@ -100,38 +129,57 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// GetState (paper 5.2): a replica in Normal status of the asker's view
-    /// sends the entries after the asker's op-number, at most the configured
-    /// bound of them. Idempotent: it reads and changes nothing.
+    /// sends the entries after the asker's op-number, within the configured
+    /// bounds. Any other replica answers primary(v) alone, with committed
+    /// entries only: a new primary fetching what its chosen DoViewChange left
+    /// out (paper 5.3). Idempotent: it reads and changes nothing.
     pub(super) fn on_get_state(
         &mut self,
         from: ReplicaId,
         get: GetState,
         effects: &mut Vec<Effect<S>>,
     ) {
-        if let Some(reason) = self.ignore_get_state(&get) {
+        if let Some(reason) = self.ignore_get_state(from, &get) {
             debug!(replica = ?self.id(), ?from, view = ?get.view, op = ?get.op, reason, "ignore GetState");
             return;
         }
         let max = usize::try_from(self.config.state_transfer_entries_max()).unwrap_or(usize::MAX);
-        let new_state = NewState {
-            view: self.view,
-            after: get.op,
-            entries: self.log.suffix(get.op, max),
-            op: self.op_number(),
-            commit: self.commit,
+        let weight = self.config.message_weight_max();
+        let new_state = if self.status == Status::Normal && get.view == self.view {
+            NewState {
+                view: self.view,
+                after: get.op,
+                entries: self.log.chunk(get.op, self.op_number(), max, weight),
+                op: self.op_number(),
+                commit: self.commit,
+            }
+        } else {
+            // primary(v) filling in committed entries (see `on_fill_state`):
+            // only committed ones go, as if the log ended at the
+            // commit-number, so it receives nothing that may still change.
+            NewState {
+                view: get.view,
+                after: get.op,
+                entries: self.log.chunk(get.op, self.commit.as_op(), max, weight),
+                op: self.commit.as_op(),
+                commit: self.commit,
+            }
         };
         self.send(from, Message::NewState(new_state), effects);
     }
 
-    fn ignore_get_state(&self, get: &GetState) -> Option<&'static str> {
-        if self.status != Status::Normal {
-            return Some("not in Normal status");
+    fn ignore_get_state(&self, from: ReplicaId, get: &GetState) -> Option<&'static str> {
+        if self.status == Status::Normal && get.view == self.view {
+            if get.op > self.op_number() {
+                return Some("the asker holds more than this replica");
+            }
+            return None;
         }
-        if get.view != self.view {
-            return Some("another view");
+        if from != self.config.primary(get.view) {
+            return Some("not in Normal status in the asker's view");
         }
-        if get.op > self.op_number() {
-            return Some("the asker holds more than this replica");
+        if get.op >= self.commit.as_op() {
+            return Some("no committed entry beyond what primary(v) holds");
         }
         None
     }
@@ -147,6 +195,10 @@ impl<S: StateMachine> Replica<S> {
         new_state: NewState<S>,
         effects: &mut Vec<Effect<S>>,
     ) {
+        if self.status == Status::ViewChange && self.view_change.fill().is_some() {
+            self.on_fill_state(from, new_state, effects);
+            return;
+        }
         let holds = match &self.catch_up {
             Some(catch_up) => catch_up.op_number(),
             None => self.op_number(),
@@ -185,7 +237,11 @@ impl<S: StateMachine> Replica<S> {
                 }
                 info!(replica = ?self.id(), view = ?self.view, op = ?log.op_number(), "caught up with the view");
                 let commit = new_state.commit.max(self.commit);
-                self.begin_view_as_backup(self.view, log, commit, effects);
+                if self.status == Status::Recovering {
+                    self.finish_recovery(self.view, log, commit, effects);
+                } else {
+                    self.begin_view_as_backup(self.view, log, commit, effects);
+                }
             }
             None => {
                 self.commit_learned(new_state.commit, effects);
@@ -208,7 +264,8 @@ impl<S: StateMachine> Replica<S> {
         new_state: &NewState<S>,
         holds: OpNumber,
     ) -> Option<&'static str> {
-        let catching_up = self.status == Status::ViewChange && self.catch_up.is_some();
+        let catching_up = matches!(self.status, Status::ViewChange | Status::Recovering)
+            && self.catch_up.is_some();
         if !(self.status == Status::Normal || catching_up) {
             return Some("neither in Normal status nor catching up");
         }

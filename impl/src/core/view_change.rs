@@ -2,8 +2,10 @@
 //! per-message-type de-duplication caches of the design notes.
 
 use super::io::Effect;
-use super::log::Log;
-use super::message::{DoViewChange, Message, PrepareOk, StartView, StartViewChange};
+use super::log::{Entry, Log, LogSuffix};
+use super::message::{
+    DoViewChange, GetState, Message, NewState, PrepareOk, StartView, StartViewChange,
+};
 use super::replica::{Replica, Status};
 use super::state_machine::StateMachine;
 use super::types::{CommitNumber, OpNumber, ReplicaId, View};
@@ -26,21 +28,27 @@ pub struct ViewChangeCaches<S: StateMachine> {
     best: Option<Candidate<S>>,
     /// The largest commit-number among the DoViewChange messages counted.
     commit_max: CommitNumber,
+    /// Once f + 1 DoViewChange have counted but the best log's suffix starts
+    /// beyond this replica's commit-number: the committed entries after its
+    /// commit-number fetched so far from the best log's sender.
+    fill: Option<Vec<Entry<S>>>,
 }
 
 /// The best log offered so far in DoViewChange messages.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Candidate<S: StateMachine> {
-    /// The last-normal-view of the replica that sent the log.
+    /// The replica that sent the log.
+    pub from: ReplicaId,
+    /// The last-normal-view of that replica.
     pub last_normal_view: View,
-    /// The log.
-    pub log: Log<S>,
+    /// The log, as a suffix.
+    pub log: LogSuffix<S>,
 }
 
 impl<S: StateMachine> Candidate<S> {
     /// The paper's order: largest last-normal-view, then largest op-number.
     fn rank(&self) -> (View, OpNumber) {
-        (self.last_normal_view, self.log.op_number())
+        (self.last_normal_view, self.log.op)
     }
 }
 
@@ -51,6 +59,7 @@ impl<S: StateMachine> Default for ViewChangeCaches<S> {
             do_view_change: BTreeSet::new(),
             best: None,
             commit_max: CommitNumber(0),
+            fill: None,
         }
     }
 }
@@ -62,6 +71,7 @@ impl<S: StateMachine> ViewChangeCaches<S> {
             && self.do_view_change.is_empty()
             && self.best.is_none()
             && self.commit_max == CommitNumber(0)
+            && self.fill.is_none()
     }
 
     /// Replicas whose StartViewChange counted.
@@ -77,6 +87,12 @@ impl<S: StateMachine> ViewChangeCaches<S> {
     /// The best log offered so far.
     pub fn best(&self) -> Option<&Candidate<S>> {
         self.best.as_ref()
+    }
+
+    /// The committed entries fetched so far for the best log, once f + 1
+    /// DoViewChange have counted and this replica lacks some.
+    pub fn fill(&self) -> Option<&[Entry<S>]> {
+        self.fill.as_deref()
     }
 
     pub(super) fn clear(&mut self) {
@@ -95,10 +111,11 @@ impl<S: StateMachine> fmt::Debug for ViewChangeCaches<S> {
             write!(
                 f,
                 " best=({:?}, {:?}) commit_max={:?}",
-                best.last_normal_view,
-                best.log.op_number(),
-                self.commit_max
+                best.last_normal_view, best.log.op, self.commit_max
             )?;
+        }
+        if let Some(fill) = &self.fill {
+            write!(f, " fill={fill:?}")?;
         }
         Ok(())
     }
@@ -165,7 +182,9 @@ impl<S: StateMachine> Replica<S> {
         debug_assert!(self.status == Status::ViewChange);
         let dvc = DoViewChange {
             view: self.view,
-            log: self.log.clone(),
+            log: self
+                .log
+                .suffix_for_message(self.commit, self.config.message_weight_max()),
             last_normal_view: self.last_normal_view,
             commit: self.commit,
         };
@@ -207,8 +226,12 @@ impl<S: StateMachine> Replica<S> {
         if self.config.primary(dvc.view) != self.id() {
             return Some("this replica is not the primary of that view");
         }
-        if dvc.last_normal_view >= dvc.view || dvc.commit.as_op() > dvc.log.op_number() {
-            return Some("malformed: last-normal-view or commit-number out of range");
+        if dvc.last_normal_view >= dvc.view
+            || !dvc.log.is_well_formed()
+            || dvc.log.after > dvc.commit.as_op()
+            || dvc.commit.as_op() > dvc.log.op
+        {
+            return Some("malformed: last-normal-view, log or commit-number out of range");
         }
         None
     }
@@ -223,6 +246,10 @@ impl<S: StateMachine> Replica<S> {
             self.status == Status::ViewChange && dvc.view == self.view && self.is_primary()
         );
         let cache = &mut self.view_change;
+        if cache.do_view_change.len() >= self.config.quorum() {
+            debug!(replica = ?self.id(), ?from, view = ?dvc.view, "DoViewChange after f + 1: the log is chosen already");
+            return;
+        }
         if !cache.do_view_change.insert(from) {
             #[cfg(feature = "wrong-variants")]
             if self
@@ -237,6 +264,7 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let offered = Candidate {
+            from,
             last_normal_view: dvc.last_normal_view,
             log: dvc.log,
         };
@@ -253,34 +281,114 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    /// primary(v) has f + 1 DoViewChange: it takes the best log, the largest
-    /// commit-number, enters Normal, sends StartView, executes what is
-    /// committed and replies to its clients (paper 4.2 steps 3-4).
+    /// primary(v) has f + 1 DoViewChange: it takes the best log. Entries up
+    /// to its commit-number are committed, so its own log supplies any the
+    /// best log's suffix leaves out; if the suffix starts beyond them, it
+    /// first fetches the committed entries in between from the suffix's
+    /// sender (paper 5.3: a smaller DoViewChange, and the new primary asks
+    /// for more when it needs them).
     fn start_view(&mut self, effects: &mut Vec<Effect<S>>) {
         let best = self
             .view_change
             .best
-            .take()
+            .as_ref()
             .expect("f + 1 DoViewChange offer a log");
+        if best.log.after <= self.commit.as_op() {
+            let log = self.log.with_suffix(best.log.clone());
+            self.start_view_with(log, effects);
+            return;
+        }
+        let source = best.from;
+        debug_assert_ne!(
+            source,
+            self.id(),
+            "this replica's own suffix starts within its commit-number"
+        );
+        info!(replica = ?self.id(), view = ?self.view, commit = ?self.commit, after = ?best.log.after, ?source, "the chosen log starts beyond this replica's commit-number: fetching the committed entries in between");
+        self.view_change.fill = Some(Vec::new());
+        self.fetch_committed(source, effects);
+    }
+
+    fn fetch_committed(&mut self, source: ReplicaId, effects: &mut Vec<Effect<S>>) {
+        let held = self.view_change.fill.as_ref().map_or(0, Vec::len);
+        let get = GetState {
+            view: self.view,
+            op: OpNumber(self.commit.0 + held as u64),
+        };
+        self.send(source, Message::GetState(get), effects);
+    }
+
+    /// NewState while primary(v) fills in the committed entries the chosen
+    /// DoViewChange left out: they are appended in order, and once they reach
+    /// the chosen suffix the view starts. Idempotent: entries already held,
+    /// or from another replica, change nothing.
+    pub(super) fn on_fill_state(
+        &mut self,
+        from: ReplicaId,
+        new_state: NewState<S>,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        let (Some(best), Some(fill)) = (&self.view_change.best, &self.view_change.fill) else {
+            unreachable!("called while filling");
+        };
+        let (source, until) = (best.from, best.log.after);
+        let held = OpNumber(self.commit.0 + fill.len() as u64);
+        let reaches = new_state
+            .after
+            .0
+            .saturating_add(new_state.entries.len() as u64);
+        let reason = if from != source || new_state.view != self.view {
+            Some("not from the chosen log's sender for this view")
+        } else if reaches > new_state.commit.0 {
+            Some("malformed: entries beyond the sender's commit-number")
+        } else if new_state.after != held || new_state.entries.is_empty() {
+            Some("nothing that follows what this replica holds")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            debug!(replica = ?self.id(), ?from, after = ?new_state.after, reason, "ignore NewState");
+            return;
+        }
+        let wanted = usize::try_from(until.0 - held.0).unwrap_or(usize::MAX);
+        let fill = self.view_change.fill.as_mut().expect("filling");
+        fill.extend(new_state.entries.into_iter().take(wanted));
+        if self.commit.0 + (fill.len() as u64) < until.0 {
+            self.fetch_committed(source, effects);
+            return;
+        }
+        let mut entries = self.log.prefix(self.commit.as_op()).to_vec();
+        entries.extend(self.view_change.fill.take().unwrap_or_default());
+        let best = self.view_change.best.as_ref().expect("filling");
+        let log = Log::from_entries(entries).with_suffix(best.log.clone());
+        info!(replica = ?self.id(), view = ?self.view, "fetched the committed entries the chosen log left out");
+        self.start_view_with(log, effects);
+    }
+
+    /// The view's log is whole: primary(v) takes the largest commit-number,
+    /// enters Normal, sends StartView, executes what is committed and
+    /// replies to its clients (paper 4.2 steps 3-4).
+    fn start_view_with(&mut self, log: Log<S>, effects: &mut Vec<Effect<S>>) {
         let mut commit = self.view_change.commit_max.max(self.commit);
-        if commit.as_op() > best.log.op_number() {
+        if commit.as_op() > log.op_number() {
             // Only a faulty DoViewChange can claim commits beyond every log
             // offered; the entries it names are not here to execute.
             debug_assert!(
                 self.config.is_wrong_variant(),
-                "INV-PRIMARY-HAS-COMMITTED: commit {commit:?} beyond the chosen log {:?}",
-                best.log
+                "INV-PRIMARY-HAS-COMMITTED: commit {commit:?} beyond the chosen log {log:?}"
             );
-            error!(replica = ?self.id(), ?commit, op = ?best.log.op_number(), "DoViewChange commit-number beyond the chosen log: not trusted");
-            commit = best.log.op_number().as_commit().max(self.commit);
+            error!(replica = ?self.id(), ?commit, op = ?log.op_number(), "DoViewChange commit-number beyond the chosen log: not trusted");
+            commit = log.op_number().as_commit().max(self.commit);
         }
-        self.adopt_log(best.log, commit);
+        self.adopt_log(log, commit);
         let view = self.view;
         info!(replica = ?self.id(), ?view, op = ?self.op_number(), ?commit, "view started as primary");
         self.enter_view(view, Status::Normal, effects);
         let start = StartView {
             view,
-            log: self.log.clone(),
+            log: self
+                .log
+                .suffix_for_message(commit, self.config.message_weight_max()),
             commit,
         };
         self.broadcast(Message::StartView(start), effects);
@@ -348,8 +456,24 @@ impl<S: StateMachine> Replica<S> {
             debug!(replica = ?self.id(), ?from, view = ?start.view, reason, "ignore StartView");
             return;
         }
+        if start.log.after > self.commit.as_op() {
+            // Entries this replica lacks may be committed: fetch the view's log.
+            self.catch_up_to_view(start.view, from, effects);
+            return;
+        }
+        let log = self.log.with_suffix(start.log);
+        let keeps = self.keeps_committed_prefix(&log);
+        debug_assert!(
+            keeps || self.config.is_wrong_variant(),
+            "INV-AGREEMENT: StartView {log:?} drops entries {:?} committed",
+            self.id()
+        );
+        if !keeps {
+            debug!(replica = ?self.id(), ?from, view = ?start.view, "ignore StartView: the log differs from entries this replica committed");
+            return;
+        }
         let commit = start.commit.max(self.commit);
-        self.begin_view_as_backup(start.view, start.log, commit, effects);
+        self.begin_view_as_backup(start.view, log, commit, effects);
     }
 
     fn ignore_start_view(&self, from: ReplicaId, start: &StartView<S>) -> Option<&'static str> {
@@ -362,18 +486,11 @@ impl<S: StateMachine> Replica<S> {
         if start.view == self.view && self.status == Status::Normal {
             return Some("already Normal in that view");
         }
-        if start.commit.as_op() > start.log.op_number() {
-            return Some("malformed: commit-number beyond the log");
-        }
-        let keeps = self.keeps_committed_prefix(&start.log);
-        debug_assert!(
-            keeps || self.config.is_wrong_variant(),
-            "INV-AGREEMENT: StartView {:?} drops entries {:?} committed",
-            start.log,
-            self.id()
-        );
-        if !keeps {
-            return Some("the log differs from entries this replica committed");
+        if !start.log.is_well_formed()
+            || start.log.after > start.commit.as_op()
+            || start.commit.as_op() > start.log.op
+        {
+            return Some("malformed: log or commit-number out of range");
         }
         None
     }

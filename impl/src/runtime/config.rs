@@ -8,7 +8,8 @@
 //! address = "127.0.0.1:7000"
 //! ```
 
-use crate::core::{Config, ReplicaId, Timer};
+use super::wire;
+use crate::core::{ATTEMPTS_MAX_DEFAULT, Config, ReplicaId, Timer};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -200,7 +201,14 @@ impl ClusterConfig {
 
     /// The core's configuration for replica `id`.
     pub fn core_config(&self, id: u8) -> Result<Config, ConfigFileError> {
-        Config::new(self.replica_count(), ReplicaId(id)).map_err(|_| ConfigFileError::UnknownId {
+        Config::with_settings(
+            self.replica_count(),
+            ReplicaId(id),
+            ATTEMPTS_MAX_DEFAULT,
+            wire::STATE_TRANSFER_ENTRIES_MAX,
+        )
+        .and_then(|config| config.with_message_weight_max(wire::MESSAGE_WEIGHT_MAX))
+        .map_err(|_| ConfigFileError::UnknownId {
             id,
             replica_count: self.addresses.len(),
         })

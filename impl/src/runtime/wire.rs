@@ -20,6 +20,17 @@ const HEADER: usize = 5;
 /// Prepare that carries it to the backups must fit in a datagram too.
 pub const REQUEST_MAX: usize = DATAGRAM_MAX - 1024;
 
+/// The replicas' bound on the log-entry weight of one message
+/// ([`Config::message_weight_max`](crate::core::Config::message_weight_max)):
+/// the key-value store weighs an entry by an upper bound on its encoded
+/// size, and what a message adds around its entries (header, envelope,
+/// numbers, lengths) stays far below the 512 bytes left over.
+pub const MESSAGE_WEIGHT_MAX: u32 = (DATAGRAM_MAX - 512) as u32;
+
+/// The replicas' bound on entries per NewState; the weight bound above is
+/// the one that usually applies.
+pub const STATE_TRANSFER_ENTRIES_MAX: u32 = 4096;
+
 /// What travels in one datagram.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Packet {
@@ -204,6 +215,79 @@ mod tests {
                 bytes[0] = FORMAT_VERSION;
                 bytes[1..5].copy_from_slice(&3u32.to_le_bytes());
                 let _ = decode(3, &bytes);
+            }
+        }
+    }
+
+    /// A log of `count` puts with values of `value_size` bytes and the
+    /// largest client ids and request-numbers, with every entry but the last
+    /// `uncommitted` committed.
+    fn long_log(count: u64, value_size: usize) -> crate::core::Log<crate::app::Kv> {
+        crate::core::Log::from_entries(
+            (0..count)
+                .map(|i| crate::core::Entry {
+                    operation: KvOperation::Put {
+                        key: format!("key-{i:012}"),
+                        value: "v".repeat(value_size),
+                    },
+                    client: ClientId(u64::MAX),
+                    request: RequestNumber(u64::MAX - i),
+                })
+                .collect(),
+        )
+    }
+
+    fn replica_packet(msg: crate::core::Message<crate::app::Kv>) -> Packet {
+        Packet::Replica(crate::core::Envelope {
+            from: crate::core::ReplicaId(2),
+            id: crate::core::MessageId::of(crate::core::ReplicaId(1), &msg),
+            msg,
+        })
+    }
+
+    #[test]
+    fn view_change_and_state_transfer_messages_of_a_long_log_fit_a_datagram() {
+        use crate::core::{
+            CommitNumber, DoViewChange, Message, NewState, OpNumber, StartView, View,
+        };
+        let far = View(u64::MAX - 1);
+        for (count, value_size, uncommitted) in [
+            (200_000, 32, 64),
+            (20, REQUEST_MAX - 100, 1),
+            (50, 1000, 40),
+        ] {
+            let log = long_log(count, value_size);
+            let commit = CommitNumber(count - uncommitted);
+            let suffix = log.suffix_for_message(commit, MESSAGE_WEIGHT_MAX);
+            assert!(suffix.after <= commit.as_op() && suffix.is_well_formed());
+            let dvc = Message::DoViewChange(DoViewChange {
+                view: far,
+                log: suffix.clone(),
+                last_normal_view: far,
+                commit,
+            });
+            let start = Message::StartView(StartView {
+                view: far,
+                log: suffix.clone(),
+                commit,
+            });
+            let new_state = Message::NewState(NewState {
+                view: far,
+                after: OpNumber(0),
+                entries: log.chunk(OpNumber(0), log.op_number(), 4096, MESSAGE_WEIGHT_MAX),
+                op: log.op_number(),
+                commit,
+            });
+            for msg in [dvc, start, new_state] {
+                let name = msg.name();
+                let bytes = encode(u32::MAX, &replica_packet(msg))
+                    .unwrap_or_else(|e| panic!("{name} of {count} entries: {e}"));
+                // Not vacuous: the messages come close to the bound.
+                assert!(
+                    bytes.len() > DATAGRAM_MAX / 2 || suffix.entries.len() as u64 == uncommitted,
+                    "{name}: {} bytes",
+                    bytes.len()
+                );
             }
         }
     }

@@ -7,6 +7,7 @@
 //! holds what is checked.
 
 pub mod actors;
+pub mod bench;
 pub mod check;
 pub mod invariants;
 pub mod model;

@@ -34,6 +34,10 @@ enum Command {
     Check(CheckArgs),
     /// List the named scenarios, one per line.
     Scenarios,
+    /// Benchmark the checker: each scenario (default: all) checked in a child
+    /// process of its own, with its unique states per second and peak memory;
+    /// with --raft, stateright's Raft example beside it and the ratio.
+    Bench(BenchArgs),
     /// Serve stateright's explorer for a scenario, to step through states in a
     /// browser.
     Explore {
@@ -61,6 +65,31 @@ struct CheckArgs {
     #[arg(long)]
     timeout: Option<u64>,
     /// Print one JSON object with the results instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// A scenario to run (repeatable; default: every scenario).
+    #[arg(long = "scenario")]
+    scenarios: Vec<String>,
+    /// Checker threads (default: one per core, as stateright's Raft example
+    /// uses).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The binary of stateright's Raft example (`cargo build --release
+    /// --example raft` in stateright's source; bench/model-vs-raft.sh does
+    /// it), run as `raft check SERVERS DEPTH` beside the scenarios.
+    #[arg(long)]
+    raft: Option<std::path::PathBuf>,
+    /// Servers in the Raft model.
+    #[arg(long, default_value_t = 3)]
+    raft_servers: usize,
+    /// The Raft model's depth bound.
+    #[arg(long, default_value_t = 10)]
+    raft_depth: usize,
+    /// Print the rows as JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -168,6 +197,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check(args) => check_command(args),
+        Command::Bench(args) => bench_command(args),
         Command::Explore { model, addr } => {
             let (scenario, cfg) = match model.resolve() {
                 Ok(resolved) => resolved,
@@ -233,6 +263,103 @@ fn check_command(args: CheckArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+fn bench_command(args: BenchArgs) -> ExitCode {
+    let names: Vec<String> = if args.scenarios.is_empty() {
+        scenarios::all().iter().map(|s| s.name.to_string()).collect()
+    } else {
+        args.scenarios.clone()
+    };
+    if let Some(unknown) = names.iter().find(|n| scenarios::named(n).is_none()) {
+        return usage(&format!("no scenario named {unknown:?}"));
+    }
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let me = match std::env::current_exe() {
+        Ok(path) => path,
+        Err(e) => return usage(&format!("cannot find this program: {e}")),
+    };
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for name in &names {
+        eprintln!("bench: checking {name} ({threads} threads) ...");
+        let child_args: Vec<String> = ["check", "--scenario", name, "--json", "--threads"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([threads.to_string()])
+            .collect();
+        let row = vr_model::bench::run_child(&me, &child_args)
+            .and_then(|child| vr_model::bench::scenario_row(name, &child));
+        match row {
+            Ok(row) => {
+                failed |= row.result != "pass";
+                eprintln!("bench:   {:.1}s, {} unique", row.seconds, row.unique_states);
+                rows.push(row);
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let mut peer = None;
+    if let Some(raft) = &args.raft {
+        eprintln!(
+            "bench: checking stateright's Raft example ({} servers, depth {}) ...",
+            args.raft_servers, args.raft_depth
+        );
+        let name = format!("stateright raft ({} servers)", args.raft_servers);
+        let child_args = vec![
+            "check".to_string(),
+            args.raft_servers.to_string(),
+            args.raft_depth.to_string(),
+        ];
+        match vr_model::bench::run_child(raft, &child_args)
+            .and_then(|child| vr_model::bench::raft_row(&name, &child))
+        {
+            Ok(row) => peer = Some(row),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if args.json {
+        let json = serde_json::json!({
+            "threads": threads,
+            "scenarios": rows,
+            "peer": peer,
+            "ratio_unique_per_second": peer.as_ref().map(|p| {
+                rows.iter()
+                    .map(|r| (r.name.clone(), r.unique_per_second / p.unique_per_second.max(1e-9)))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            }),
+        });
+        println!("{}", serde_json::to_string_pretty(&json).expect("JSON prints"));
+    } else {
+        let mut all = rows.clone();
+        all.extend(peer.clone());
+        print!("{}", vr_model::bench::table(&all));
+        if let Some(p) = &peer {
+            println!();
+            for r in &rows {
+                println!(
+                    "unique states/s, {} over {}: {:.2}",
+                    r.name,
+                    p.name,
+                    r.unique_per_second / p.unique_per_second.max(1e-9)
+                );
+            }
+            println!("(both breadth-first, {threads} threads; the Raft example uses one per core)");
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

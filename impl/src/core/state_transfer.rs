@@ -214,8 +214,11 @@ impl<S: StateMachine> Replica<S> {
         let fresh = new_state.entries.into_iter().skip(held);
         if let Some(catch_up) = &mut self.catch_up {
             catch_up.entries.extend(fresh);
-            // Progress: the catch-up may take longer than one view-change timeout.
-            effects.push(Effect::SetTimer(Timer::ViewChangeTimeout));
+            if self.status == Status::ViewChange {
+                // Progress: the catch-up may take longer than one view-change
+                // timeout. (A recovering replica has the recovery timer.)
+                effects.push(Effect::SetTimer(Timer::ViewChangeTimeout));
+            }
         } else {
             for entry in fresh {
                 self.log.push(entry);
@@ -226,6 +229,12 @@ impl<S: StateMachine> Replica<S> {
             .as_ref()
             .map_or(self.op_number(), CatchUp::op_number);
         if holds < new_state.op {
+            if self.catch_up.is_none() {
+                // Entries fetched up to the primary's commit-number are
+                // committed: a long transfer must not leave them counted as
+                // uncommitted, which a DoViewChange would have to carry.
+                self.commit_learned(new_state.commit, effects);
+            }
             self.request_state_after(from, holds, effects);
             return;
         }

@@ -1,7 +1,7 @@
 //! The view change (paper 4.2; spec/protocol.md, "View change"), with the
 //! per-message-type de-duplication caches of the design notes.
 
-use super::io::Effect;
+use super::io::{Effect, Timer};
 use super::log::{Entry, Log, LogSuffix};
 use super::message::{
     DoViewChange, GetState, Message, NewState, PrepareOk, StartView, StartViewChange,
@@ -353,6 +353,8 @@ impl<S: StateMachine> Replica<S> {
         let wanted = usize::try_from(until.0 - held.0).unwrap_or(usize::MAX);
         let fill = self.view_change.fill.as_mut().expect("filling");
         fill.extend(new_state.entries.into_iter().take(wanted));
+        // Progress: a long fill may take more than one view-change timeout.
+        effects.push(Effect::SetTimer(Timer::ViewChangeTimeout));
         if self.commit.0 + (fill.len() as u64) < until.0 {
             self.fetch_committed(source, effects);
             return;

@@ -126,3 +126,76 @@ fn a_single_replica_cluster_commits_alone() {
     assert_eq!(cluster.replica(0).commit_number(), CommitNumber(1));
     assert_eq!(cluster.replica(0).status(), Status::Normal);
 }
+
+fn batch(requests: &[(u64, &str)]) -> vr::core::Input<vr::app::Kv> {
+    vr::core::Input::Requests(
+        requests
+            .iter()
+            .map(|&(client, key)| vr::core::Request {
+                operation: put(key, "v"),
+                client: vr::core::ClientId(client),
+                request: vr::core::RequestNumber(1),
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn requests_arriving_together_travel_in_one_prepare_and_commit_together() {
+    let mut cluster = Cluster::new(3);
+    cluster.step(ReplicaId(0), batch(&[(1, "a"), (2, "b"), (3, "c")]));
+    let prepares: Vec<_> = cluster
+        .network
+        .iter()
+        .filter(|m| is(m, "Prepare"))
+        .collect();
+    assert_eq!(prepares.len(), 2, "one Prepare per backup");
+    let vr::core::Message::Prepare(p) = &prepares[0].envelope.msg else {
+        unreachable!()
+    };
+    assert_eq!((p.op, p.entries.len()), (OpNumber(3), 3));
+    cluster.deliver_all();
+    assert_eq!(cluster.replica(0).commit_number(), CommitNumber(3));
+    for client in 1..=3 {
+        assert_eq!(cluster.replies_to(client, 1), [&KvOutput::Stored]);
+    }
+    // A request already executed in the batch gets its stored reply again and
+    // takes no new op-number.
+    cluster.step(ReplicaId(0), batch(&[(1, "a"), (4, "d")]));
+    cluster.deliver_all();
+    assert_eq!(cluster.replica(0).op_number(), OpNumber(4));
+    assert_eq!(cluster.replies_to(1, 1).len(), 2);
+}
+
+#[test]
+fn a_backup_appends_only_the_entries_of_a_batch_it_does_not_hold() {
+    let mut cluster = Cluster::new(3);
+    cluster.request(0, 1, 1, put("a", "v"));
+    let first = cluster
+        .network
+        .iter()
+        .find(|m| is(m, "Prepare") && m.to == ReplicaId(1))
+        .cloned()
+        .expect("a Prepare to replica 1");
+    cluster.deliver_all();
+    cluster.step(ReplicaId(0), batch(&[(2, "b"), (3, "c")]));
+    // A Prepare of ops 1 to 3, as a primary resending a longer batch would
+    // send, overlaps the op replica 1 holds.
+    let mut overlapping = cluster
+        .network
+        .iter()
+        .find(|m| is(m, "Prepare") && m.to == ReplicaId(1))
+        .cloned()
+        .expect("a Prepare to replica 1");
+    let (vr::core::Message::Prepare(old), vr::core::Message::Prepare(new)) =
+        (&first.envelope.msg, &mut overlapping.envelope.msg)
+    else {
+        unreachable!()
+    };
+    new.entries.insert(0, old.entries[0].clone());
+    cluster.drop_where(|m| is(m, "Prepare"));
+    cluster.deliver_one(overlapping);
+    let backup = cluster.replica(1);
+    assert_eq!(backup.op_number(), OpNumber(3));
+    assert_eq!(backup.log(), cluster.replica(0).log());
+}

@@ -14,6 +14,9 @@ pub enum Input<S: StateMachine> {
     Deliver(Envelope<S>),
     /// A client's request arrived.
     Request(Request<S>),
+    /// Several clients' requests arrived together: the primary places them
+    /// in one Prepare (batching, paper 6.2).
+    Requests(Vec<Request<S>>),
     /// A timer the replica set has expired.
     Timeout(Timer),
 }
@@ -62,6 +65,7 @@ impl<S: StateMachine> fmt::Debug for Input<S> {
         match self {
             Input::Deliver(envelope) => write!(f, "deliver {envelope:?}"),
             Input::Request(request) => write!(f, "client {request:?}"),
+            Input::Requests(requests) => write!(f, "clients {requests:?}"),
             Input::Timeout(timer) => write!(f, "timeout {timer:?}"),
         }
     }

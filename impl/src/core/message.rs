@@ -128,16 +128,18 @@ pub struct Request<S: StateMachine> {
 }
 
 /// Prepare(v, m, n, k): the primary of view `v` asks the backups to place `m`
-/// at op-number `n`; `k` is its commit-number (paper 4.1 step 3).
+/// at op-number `n`; `k` is its commit-number (paper 4.1 step 3). With
+/// batching (paper 6.2) `m` is a batch: the entries end at op-number `n`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Prepare<S: StateMachine> {
     /// The primary's view-number.
     pub view: View,
-    /// The op-number the entry takes.
+    /// The op-number the last entry takes.
     pub op: OpNumber,
-    /// The client's request, as it goes into the log.
-    pub entry: Entry<S>,
+    /// The clients' requests, as they go into the log, at op-numbers
+    /// `op - len + 1` to `op`; never empty.
+    pub entries: Vec<Entry<S>>,
     /// The primary's commit-number.
     pub commit: CommitNumber,
 }
@@ -313,7 +315,7 @@ debug_as!(Request<S>, |m, f| write!(
 debug_as!(Prepare<S>, |m, f| write!(
     f,
     "Prepare({:?}, {:?}, {:?}, {:?})",
-    m.view, m.op, m.entry, m.commit
+    m.view, m.op, m.entries, m.commit
 ));
 debug_as!(PrepareOk, |m, f| write!(
     f,

@@ -10,15 +10,26 @@ use super::types::{CommitNumber, ReplicaId};
 use tracing::debug;
 
 impl<S: StateMachine> Replica<S> {
-    /// Request (paper 4.1 steps 1-3): the primary in Normal status admits a
-    /// request through the client table, appends it to its log, and sends
-    /// Prepare to every backup. A backup drops requests: the client retries.
-    /// Idempotent for a repeated request: the stored reply is sent again.
-    pub(super) fn on_request(&mut self, request: Request<S>, effects: &mut Vec<Effect<S>>) {
+    /// Request (paper 4.1 steps 1-3): the primary in Normal status admits
+    /// each request through the client table and appends it to its log; the
+    /// requests admitted together go to every backup in one Prepare (batching,
+    /// paper 6.2). A backup drops requests: the client retries. Idempotent
+    /// for a repeated request: the stored reply is sent again.
+    pub(super) fn on_requests(&mut self, requests: Vec<Request<S>>, effects: &mut Vec<Effect<S>>) {
         if let Some(reason) = self.ignore_request() {
-            debug!(replica = ?self.id(), client = ?request.client, request = ?request.request, reason, "ignore Request");
+            debug!(replica = ?self.id(), requests = requests.len(), reason, "ignore Request");
             return;
         }
+        let before = self.op_number();
+        for request in requests {
+            self.admit(request, effects);
+        }
+        if self.op_number() > before {
+            self.prepare(before, effects);
+        }
+    }
+
+    fn admit(&mut self, request: Request<S>, effects: &mut Vec<Effect<S>>) {
         match self
             .client_table
             .admit(request.client, request.request, &self.log, self.commit)
@@ -42,7 +53,11 @@ impl<S: StateMachine> Replica<S> {
                     output: output.clone(),
                 }));
             }
-            Admission::New => self.prepare(request, effects),
+            Admission::New => self.log.push(Entry {
+                operation: request.operation,
+                client: request.client,
+                request: request.request,
+            }),
         }
     }
 
@@ -66,18 +81,18 @@ impl<S: StateMachine> Replica<S> {
                 > u64::from(self.config.message_weight_max())
     }
 
-    fn prepare(&mut self, request: Request<S>, effects: &mut Vec<Effect<S>>) {
+    /// Sends the entries after `after`, just appended, in one Prepare.
+    fn prepare(&mut self, after: super::types::OpNumber, effects: &mut Vec<Effect<S>>) {
         debug_assert!(self.status == Status::Normal && self.is_primary());
-        let entry = Entry {
-            operation: request.operation,
-            client: request.client,
-            request: request.request,
-        };
-        self.log.push(entry.clone());
+        debug_assert!(after < self.op_number());
         let prepare = Prepare {
             view: self.view,
             op: self.op_number(),
-            entry,
+            entries: self
+                .log
+                .entries_after(after)
+                .map(|(_, e)| e.clone())
+                .collect(),
             commit: self.commit,
         };
         self.broadcast(Message::Prepare(prepare), effects);
@@ -87,7 +102,8 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Prepare (paper 4.1 step 4): a backup in Normal status of the same view
-    /// appends the entry if it is the next one and answers PrepareOk; then it
+    /// appends the entries beyond its op-number if the batch reaches it and
+    /// answers PrepareOk; then it
     /// executes up to the primary's commit-number. A Prepare of a newer view,
     /// or one reaching a replica still changing to its view, shows that the
     /// view started without it: it catches up (paper 5.2). A gap starts state
@@ -103,6 +119,10 @@ impl<S: StateMachine> Replica<S> {
             debug!(replica = ?self.id(), ?from, view = ?prepare.view, op = ?prepare.op, reason, "ignore Prepare");
             return;
         }
+        if prepare.entries.is_empty() || prepare.entries.len() as u64 > prepare.op.0 {
+            debug!(replica = ?self.id(), ?from, op = ?prepare.op, "ignore Prepare: malformed: no entries, or more than its op-number");
+            return;
+        }
         if prepare.view > self.view || self.status == Status::ViewChange {
             self.catch_up_to_view(prepare.view, from, effects);
             return;
@@ -112,14 +132,20 @@ impl<S: StateMachine> Replica<S> {
         );
         effects.push(Effect::SetTimer(Timer::PrimaryTimeout));
         let op = self.op_number();
-        if prepare.op == op.next() {
-            self.log.push(prepare.entry);
+        // The batch's first op-number; entries already held are the same
+        // (INV-SAME-VIEW-PREFIX), so only those beyond are appended.
+        let first = prepare.op.0 + 1 - prepare.entries.len() as u64;
+        if first <= op.0 + 1 && prepare.op > op {
+            let held = usize::try_from(op.0 + 1 - first).unwrap_or(usize::MAX);
+            for entry in prepare.entries.into_iter().skip(held) {
+                self.log.push(entry);
+            }
             let ok = PrepareOk {
                 view: self.view,
                 op: self.op_number(),
             };
             self.send(from, Message::PrepareOk(ok), effects);
-        } else if prepare.op > op.next() {
+        } else if first > op.0 + 1 {
             debug!(replica = ?self.id(), ?op, prepare = ?prepare.op, "gap before Prepare: state transfer");
             self.request_state(from, effects);
         }

@@ -133,7 +133,8 @@ impl<S: StateMachine> Replica<S> {
     pub fn step(&mut self, input: Input<S>, effects: &mut Vec<Effect<S>>) {
         match input {
             Input::Deliver(envelope) => self.on_envelope(envelope, effects),
-            Input::Request(request) => self.on_request(request, effects),
+            Input::Request(request) => self.on_requests(vec![request], effects),
+            Input::Requests(requests) => self.on_requests(requests, effects),
             Input::Timeout(timer) => self.on_timeout(timer, effects),
         }
         #[cfg(debug_assertions)]

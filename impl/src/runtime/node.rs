@@ -5,7 +5,7 @@
 use super::config::{ClusterConfig, ConfigFileError, Settings};
 use super::wire::{self, Counters, DATAGRAM_MAX, Packet, StatusReport};
 use crate::app::Kv;
-use crate::core::{ClientId, Effect, Input, Nonce, Replica, ReplicaId, Status, Timer};
+use crate::core::{ClientId, Effect, Input, Nonce, Replica, ReplicaId, Request, Status, Timer};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -34,7 +34,14 @@ pub struct Node {
     /// Where each client's latest request came from: its reply goes there.
     clients: BTreeMap<ClientId, SocketAddr>,
     counters: Counters,
+    /// Client requests read in this pass over the socket, stepped together
+    /// so that the primary prepares them in one Prepare (paper 6.2).
+    batch: Vec<Request<Kv>>,
 }
+
+/// At most this many datagrams are read in one pass before the requests
+/// among them are stepped.
+const DRAIN_MAX: usize = 256;
 
 /// Why a replica could not start.
 #[derive(Debug)]
@@ -92,6 +99,7 @@ impl Node {
             deadlines: BTreeMap::new(),
             clients: BTreeMap::new(),
             counters: Counters::default(),
+            batch: Vec::new(),
         };
         node.carry_out(effects);
         Ok(node)
@@ -125,7 +133,10 @@ impl Node {
                 .clamp(Duration::from_micros(100), Duration::from_millis(100));
             self.socket.set_read_timeout(Some(wait))?;
             match self.socket.recv_from(&mut buffer) {
-                Ok((len, source)) => self.on_datagram(&buffer[..len], source),
+                Ok((len, source)) => {
+                    self.on_datagram(&buffer[..len], source);
+                    self.drain(&mut buffer)?;
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -141,6 +152,25 @@ impl Node {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Reads what else is waiting on the socket, up to [`DRAIN_MAX`]
+    /// datagrams, then steps the client requests among them as one batch.
+    fn drain(&mut self, buffer: &mut [u8]) -> io::Result<()> {
+        self.socket.set_nonblocking(true)?;
+        for _ in 1..DRAIN_MAX {
+            match self.socket.recv_from(buffer) {
+                Ok((len, source)) => self.on_datagram(&buffer[..len], source),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => debug!(replica = self.id.0, error = %e, "receive failed"),
+            }
+        }
+        self.socket.set_nonblocking(false)?;
+        if !self.batch.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            self.step(Input::Requests(batch));
         }
         Ok(())
     }
@@ -186,7 +216,7 @@ impl Node {
             }
             Packet::Request(request) => {
                 self.clients.insert(request.client, source);
-                self.step(Input::Request(request));
+                self.batch.push(request);
             }
             Packet::StatusQuery => {
                 let report = self.status();

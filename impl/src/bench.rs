@@ -3,7 +3,7 @@
 
 use super::Target;
 use clap::Args;
-use serde::Serialize;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use vr::app::{KvOperation, KvOutput};
 use vr::client::{Client, ClientError};
+use vr::history::{Record, Status};
 use vr::runtime::ClusterConfig;
 
 /// Written values start with the client id and a sequence number.
@@ -37,23 +38,42 @@ pub struct BenchArgs {
     /// Fraction of operations that are reads (0 to 1).
     #[arg(long, default_value_t = 0.5)]
     read_ratio: f64,
-    /// Write every operation to FILE as JSON lines.
+    /// Fraction of operations that are deletes.
+    #[arg(long, default_value_t = 0.0)]
+    delete_ratio: f64,
+    /// Fraction of operations that are compare-and-swaps, each expecting the
+    /// value this client last saw for its key. The rest are puts.
+    #[arg(long, default_value_t = 0.0)]
+    cas_ratio: f64,
+    /// Operations per second, in all, at most (default: as fast as the
+    /// clients go).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Write every operation to FILE as JSON lines (see `vr::history`).
     #[arg(long)]
     history: Option<PathBuf>,
 }
 
-/// One operation, as Jepsen-style checkers read it.
-#[derive(Serialize)]
-struct Record {
-    client: u64,
-    operation: &'static str,
-    key: String,
-    value: Option<String>,
-    invoke_ns: u128,
-    complete_ns: u128,
-    result: Option<String>,
-    /// ok, failed (did not take effect), or unknown (timed out: may have).
-    status: &'static str,
+/// The mix of operations: each a fraction of all.
+#[derive(Clone, Copy)]
+struct Mix {
+    read: f64,
+    delete: f64,
+    cas: f64,
+}
+
+/// What each client thread does.
+#[derive(Clone, Copy)]
+struct Plan {
+    started: Instant,
+    duration: Duration,
+    keys: usize,
+    value_size: usize,
+    mix: Mix,
+    clients: usize,
+    /// Each client starts an operation at most this often.
+    interval: Option<Duration>,
+    keep: bool,
 }
 
 struct Outcome {
@@ -63,11 +83,22 @@ struct Outcome {
 }
 
 pub fn run(args: &BenchArgs) -> Result<(), String> {
-    if !(0.0..=1.0).contains(&args.read_ratio) {
-        return Err(format!(
-            "--read-ratio {} is not between 0 and 1",
-            args.read_ratio
-        ));
+    let mix = Mix {
+        read: args.read_ratio,
+        delete: args.delete_ratio,
+        cas: args.cas_ratio,
+    };
+    for (name, ratio) in [
+        ("--read-ratio", mix.read),
+        ("--delete-ratio", mix.delete),
+        ("--cas-ratio", mix.cas),
+    ] {
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(format!("{name} {ratio} is not between 0 and 1"));
+        }
+    }
+    if mix.read + mix.delete + mix.cas > 1.0 {
+        return Err("--read-ratio, --delete-ratio and --cas-ratio add up to more than 1".into());
     }
     if args.clients == 0 || args.keys == 0 {
         return Err("--clients and --keys must be positive".into());
@@ -86,34 +117,34 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             "--value-size must be between {VALUE_MIN} (each write's value is unique) and {VALUE_MAX} (a datagram)"
         ));
     }
+    let interval = match args.rate {
+        None => None,
+        Some(rate) if rate > 0.0 && rate.is_finite() => {
+            Some(Duration::from_secs_f64(args.clients as f64 / rate))
+        }
+        Some(rate) => return Err(format!("--rate {rate} is not a positive number")),
+    };
     let cluster = args.target.resolve()?;
     let started = Instant::now();
+    let plan = Plan {
+        started,
+        duration,
+        keys: args.keys,
+        value_size: args.value_size,
+        mix,
+        clients: args.clients,
+        interval,
+        keep: args.history.is_some(),
+    };
     let completed = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
     for thread in 0..args.clients {
         let mut client = Client::new(cluster.clone()).map_err(|e| e.to_string())?;
         client.deadline = Duration::from_secs(2);
         let completed = Arc::clone(&completed);
-        let (keys, value_size, read_ratio, keep) = (
-            args.keys,
-            args.value_size,
-            args.read_ratio,
-            args.history.is_some(),
-        );
         let cluster = cluster.clone();
         handles.push(std::thread::spawn(move || {
-            load(
-                &cluster,
-                &mut client,
-                thread as u64,
-                started,
-                duration,
-                keys,
-                value_size,
-                read_ratio,
-                keep,
-                &completed,
-            )
+            load(&cluster, &mut client, thread as u64, plan, &completed)
         }));
     }
     let mut last = 0;
@@ -165,11 +196,9 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         let file = std::fs::File::create(path)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         let mut out = std::io::BufWriter::new(file);
-        for record in &records {
-            serde_json::to_writer(&mut out, record).map_err(|e| e.to_string())?;
-            out.write_all(b"\n").map_err(|e| e.to_string())?;
-        }
-        out.flush().map_err(|e| e.to_string())?;
+        vr::history::write(&mut out, &records)
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!(
             "history: {} operations in {}",
             records.len(),
@@ -179,19 +208,23 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn load(
     cluster: &ClusterConfig,
     client: &mut Client,
     thread: u64,
-    started: Instant,
-    duration: Duration,
-    keys: usize,
-    value_size: usize,
-    read_ratio: f64,
-    keep: bool,
+    plan: Plan,
     completed: &AtomicU64,
 ) -> Outcome {
+    let Plan {
+        started,
+        duration,
+        keys,
+        value_size,
+        mix,
+        clients,
+        interval,
+        keep,
+    } = plan;
     let mut outcome = Outcome {
         latencies_us: Vec::new(),
         records: Vec::new(),
@@ -206,53 +239,73 @@ fn load(
     };
     let mut sequence = 0u64;
     let mut retire = false;
+    // The value this thread last saw for each key: what its cas expects.
+    let mut seen: HashMap<String, Option<String>> = HashMap::new();
+    // With a rate, client i starts its operations i / clients of an
+    // interval apart from client 0's, skipping the starts it missed.
+    let mut next_start = started;
+    if let Some(interval) = interval {
+        next_start += interval.mul_f64(thread as f64 / clients as f64);
+    }
     while started.elapsed() < duration {
+        if let Some(interval) = interval {
+            std::thread::sleep(next_start.saturating_duration_since(Instant::now()));
+            next_start = (next_start + interval).max(Instant::now());
+            if started.elapsed() >= duration {
+                break;
+            }
+        }
         let key = format!("key-{:0>12}", random() % keys as u64);
-        let read = (random() % 1_000_000) as f64 / 1_000_000.0 < read_ratio;
+        let draw = (random() % 1_000_000) as f64 / 1_000_000.0;
         sequence += 1;
-        let (operation, name, value) = if read {
-            (KvOperation::Get { key: key.clone() }, "get", None)
-        } else {
+        let value = || {
             let mut value = format!("{:016x}-{sequence}-", client.id().0);
             value.extend(std::iter::repeat_n(
                 'x',
                 value_size.saturating_sub(value.len()),
             ));
-            (
-                KvOperation::Put {
-                    key: key.clone(),
-                    value: value.clone(),
-                },
-                "put",
-                Some(value),
-            )
+            value
+        };
+        let operation = if draw < mix.read {
+            KvOperation::Get { key: key.clone() }
+        } else if draw < mix.read + mix.delete {
+            KvOperation::Delete { key: key.clone() }
+        } else if draw < mix.read + mix.delete + mix.cas {
+            KvOperation::Cas {
+                key: key.clone(),
+                expected: seen.get(&key).cloned().flatten(),
+                new: value(),
+            }
+        } else {
+            KvOperation::Put {
+                key: key.clone(),
+                value: value(),
+            }
         };
         let invoke = started.elapsed();
-        let result = client.call(operation);
+        let result = client.call(operation.clone());
         let complete = started.elapsed();
-        let (status, result) = match result {
+        let (status, output) = match result {
             Ok(output) => {
                 outcome
                     .latencies_us
                     .push((complete - invoke).as_micros() as u64);
                 completed.fetch_add(1, Ordering::Relaxed);
-                let shown = match output {
-                    KvOutput::Value(v) => v,
-                    KvOutput::Stored => Some("stored".into()),
-                    other => Some(format!("{other:?}")),
-                };
-                ("ok", shown)
+                if mix.cas > 0.0 {
+                    seen.insert(key, value_after(&operation, &output));
+                }
+                (Status::Ok, Some(output))
             }
             Err(ClientError::Rejected(_)) => {
                 outcome.errors += 1;
-                ("failed", None)
+                (Status::Failed, None)
             }
             Err(_) => {
                 // It may still take effect: this client's next operation
                 // would overlap it, so later operations use a new client.
                 outcome.errors += 1;
                 retire = true;
-                ("unknown", None)
+                (Status::Unknown, None)
             }
         };
         let id = client.id().0;
@@ -265,17 +318,31 @@ fn load(
             }
         }
         if keep {
-            outcome.records.push(Record {
-                client: id,
-                operation: name,
-                key,
-                value,
-                invoke_ns: invoke.as_nanos(),
-                complete_ns: complete.as_nanos(),
-                result,
+            outcome.records.push(Record::new(
+                id,
+                &operation,
+                invoke.as_nanos(),
+                complete.as_nanos(),
+                output.as_ref(),
                 status,
-            });
+            ));
         }
     }
     outcome
+}
+
+/// The value a key holds just after `operation` returned `output`.
+fn value_after(operation: &KvOperation, output: &KvOutput) -> Option<String> {
+    match (operation, output) {
+        (KvOperation::Put { value, .. }, _) => Some(value.clone()),
+        (KvOperation::Cas { new, .. }, KvOutput::Cas { swapped: true, .. }) => Some(new.clone()),
+        (
+            _,
+            KvOutput::Value(value)
+            | KvOutput::Cas {
+                previous: value, ..
+            },
+        ) => value.clone(),
+        (_, KvOutput::Stored | KvOutput::Deleted(_)) => None,
+    }
 }

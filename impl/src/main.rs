@@ -96,6 +96,11 @@ enum Command {
     },
     /// Closed-loop load against a running cluster.
     Bench(bench::BenchArgs),
+    /// Check that a history `vr bench --history` wrote is linearizable.
+    CheckHistory {
+        /// The history (JSON lines).
+        file: PathBuf,
+    },
 }
 
 /// Which cluster to talk to.
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
             init_logging("warn");
             bench::run(&args)
         }
+        Command::CheckHistory { file } => check_history(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -258,6 +264,16 @@ fn call(target: &Target, operation: KvOperation) -> Result<(), String> {
             ));
         }
     }
+    Ok(())
+}
+
+fn check_history(file: &std::path::Path) -> Result<(), String> {
+    let records = vr::history::read(file)?;
+    let summary = vr::history::check(&records).map_err(|violation| violation.to_string())?;
+    println!(
+        "linearizable: {} operations over {} keys ({} ok, {} failed, {} unknown)",
+        summary.operations, summary.keys, summary.ok, summary.failed, summary.unknown
+    );
     Ok(())
 }
 

@@ -77,8 +77,8 @@ pub fn run_child(program: &Path, args: &[String]) -> Result<Child, String> {
 
 /// A scenario's row from the JSON that `vr-model check --json` printed.
 pub fn scenario_row(name: &str, child: &Child) -> Result<Row, String> {
-    let json: serde_json::Value = serde_json::from_str(&child.stdout)
-        .map_err(|e| format!("{name}: no JSON report ({e})"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&child.stdout).map_err(|e| format!("{name}: no JSON report ({e})"))?;
     let number = |key: &str| {
         json[key]
             .as_u64()
@@ -166,10 +166,7 @@ mod tests {
             Done. states=1000, unique=600, depth=12, sec=1\n\
             Discovered \"x\" example Path[3]:\n";
         let row = raft_row("raft", &child(out)).unwrap();
-        assert_eq!(
-            (row.unique_states, row.states, row.depth),
-            (600, 1000, 12)
-        );
+        assert_eq!((row.unique_states, row.states, row.depth), (600, 1000, 12));
         assert_eq!(row.unique_per_second, 300.0);
         assert!(raft_row("raft", &child("Checking. states=4")).is_err());
     }

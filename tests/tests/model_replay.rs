@@ -1,20 +1,31 @@
 //! Model to implementation: the paths the model checker finds (the witnesses
-//! of its `sometimes` properties) are replayed through the runtime-facing
-//! path (every message and request encoded to bytes with the wire codec and
+//! of its `sometimes` properties, and the counterexamples it finds in the
+//! wrong variants) are replayed through the runtime-facing path (every
+//! message and request encoded to a datagram by the runtime's wire format and
 //! decoded again, then fed to `step`) on replicas of their own, and each
 //! replica must end every step in exactly the state the model reached.
 
 use stateright::actor::ActorModelAction;
-use stateright::{Checker, Model};
-use vr::core::{Effect, Envelope, Input, Nonce, Replica, Request, Status};
+use stateright::{Checker, HasDiscoveries, Model};
+use vr::core::{Bug, Effect, Envelope, Input, Nonce, Replica, Status};
+use vr::runtime::wire::{self, Packet};
 use vr_model::actors::{ActorState, ModelTimer, Msg, VrActor};
 use vr_model::model::{ModelConfig, VrModel, VrState};
 use vr_model::register::Register;
 
-/// Bytes and back, as the runtime sends them.
-fn over_the_wire<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
-    let bytes = postcard::to_allocvec(value).expect("encodes");
-    postcard::from_bytes(&bytes).expect("decodes")
+const CLUSTER: u32 = 7;
+
+/// A datagram and back, in the runtime's wire format.
+fn over_the_wire(packet: Packet<Register>) -> Packet<Register> {
+    let bytes = wire::encode_as(CLUSTER, &packet).expect("fits a datagram");
+    wire::decode_as(CLUSTER, &bytes).expect("decodes")
+}
+
+fn envelope_over_the_wire(envelope: &Envelope<Register>) -> Envelope<Register> {
+    match over_the_wire(Packet::Replica(envelope.clone())) {
+        Packet::Replica(envelope) => envelope,
+        other => panic!("an envelope came back as {other:?}"),
+    }
 }
 
 fn model_replica(state: &VrState, index: usize) -> Option<&Replica<Register>> {
@@ -45,12 +56,11 @@ fn replay(model: &VrModel, path: ModelPath) -> usize {
         match action {
             ActorModelAction::Deliver { dst, msg, .. } if usize::from(dst) < replicas => {
                 let input = match msg {
-                    Msg::Replica(envelope) => {
-                        Input::Deliver(over_the_wire::<Envelope<Register>>(&envelope))
-                    }
-                    Msg::Request(request) => {
-                        Input::Request(over_the_wire::<Request<Register>>(&request))
-                    }
+                    Msg::Replica(envelope) => Input::Deliver(envelope_over_the_wire(&envelope)),
+                    Msg::Request(request) => match over_the_wire(Packet::Request(request)) {
+                        Packet::Request(request) => Input::Request::<Register>(request),
+                        other => panic!("a request came back as {other:?}"),
+                    },
                     Msg::Reply(_) => continue,
                 };
                 if let Some(r) = ours[usize::from(dst)].as_mut() {
@@ -79,7 +89,7 @@ fn replay(model: &VrModel, path: ModelPath) -> usize {
         // Every effect the implementation would send survives the wire too.
         for effect in &effects {
             if let Effect::Send { envelope, .. } = effect {
-                assert_eq!(&over_the_wire(envelope), envelope);
+                assert_eq!(&envelope_over_the_wire(envelope), envelope);
             }
         }
         for (index, replica) in ours.iter().enumerate() {
@@ -133,4 +143,37 @@ fn every_witness_path_of_the_model_replays_step_for_step_through_the_wire() {
     eprintln!("{replayed} model paths replayed");
     assert!(replayed >= 8, "{replayed} paths replayed");
     assert!(recovered, "a recovery path was among them");
+}
+
+#[test]
+fn the_counterexamples_of_the_wrong_variants_replay_step_for_step_through_the_wire() {
+    for (bug, depth, property) in [
+        (Bug::CommitWithoutQuorum, 6, "INV-PRIMARY-HAS-COMMITTED"),
+        (Bug::CountDuplicateDoViewChange, 9, ""),
+    ] {
+        let cfg = ModelConfig::default();
+        let config = cfg.replica_config().unwrap().with_bug(bug);
+        let model = cfg.into_model_with(config);
+        let checker = model
+            .clone()
+            .checker()
+            // stateright counts the initial state as depth 1 (and the
+            // model's start as one more): `depth` steps.
+            .target_max_depth(depth + 2)
+            .finish_when(HasDiscoveries::AnyFailures)
+            .spawn_bfs()
+            .join();
+        let failures: Vec<_> = checker
+            .discoveries()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("INV-"))
+            .collect();
+        assert!(!failures.is_empty(), "{bug:?}: no counterexample");
+        for (name, path) in failures {
+            assert!(property.is_empty() || name == property, "{bug:?}: {name}");
+            let steps = replay(&model, path.into_vec());
+            assert!(steps > 0, "{bug:?}: an empty counterexample");
+            eprintln!("{bug:?}: the counterexample to {name} replayed, {steps} steps");
+        }
+    }
 }

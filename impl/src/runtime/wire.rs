@@ -4,7 +4,9 @@
 //! a datagram may be, is refused with the reason, for the caller to count.
 
 use crate::app::Kv;
-use crate::core::{CommitNumber, Envelope, OpNumber, ReplicaId, Reply, Request, View};
+use crate::core::{
+    CommitNumber, Envelope, OpNumber, ReplicaId, Reply, Request, StateMachine, View,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -31,15 +33,17 @@ pub const MESSAGE_WEIGHT_MAX: u32 = (DATAGRAM_MAX - 512) as u32;
 /// the one that usually applies.
 pub const STATE_TRANSFER_ENTRIES_MAX: u32 = 4096;
 
-/// What travels in one datagram.
+/// What travels in one datagram: the key-value store's messages in the
+/// runtime; the model's replay sends its register's through the same format.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Packet {
+#[serde(bound = "")]
+pub enum Packet<S: StateMachine = Kv> {
     /// A replica-to-replica message of the protocol.
-    Replica(Envelope<Kv>),
+    Replica(Envelope<S>),
     /// A client's request to a replica.
-    Request(Request<Kv>),
+    Request(Request<S>),
     /// A replica's reply to a client.
-    Reply(Reply<Kv>),
+    Reply(Reply<S>),
     /// Asks a replica for its status (outside the protocol).
     StatusQuery,
     /// A replica's status.
@@ -126,6 +130,19 @@ impl std::error::Error for WireError {}
 
 /// Encodes `packet` for cluster `cluster_id`.
 pub fn encode(cluster_id: u32, packet: &Packet) -> Result<Vec<u8>, WireError> {
+    encode_as(cluster_id, packet)
+}
+
+/// Decodes a datagram meant for cluster `cluster_id`.
+pub fn decode(cluster_id: u32, bytes: &[u8]) -> Result<Packet, WireError> {
+    decode_as(cluster_id, bytes)
+}
+
+/// [`encode`] for the messages of any state machine.
+pub fn encode_as<S: StateMachine>(
+    cluster_id: u32,
+    packet: &Packet<S>,
+) -> Result<Vec<u8>, WireError> {
     let mut bytes = Vec::with_capacity(64);
     bytes.push(FORMAT_VERSION);
     bytes.extend_from_slice(&cluster_id.to_le_bytes());
@@ -136,8 +153,8 @@ pub fn encode(cluster_id: u32, packet: &Packet) -> Result<Vec<u8>, WireError> {
     Ok(bytes)
 }
 
-/// Decodes a datagram meant for cluster `cluster_id`.
-pub fn decode(cluster_id: u32, bytes: &[u8]) -> Result<Packet, WireError> {
+/// [`decode`] for the messages of any state machine.
+pub fn decode_as<S: StateMachine>(cluster_id: u32, bytes: &[u8]) -> Result<Packet<S>, WireError> {
     if bytes.len() > DATAGRAM_MAX {
         return Err(WireError::Oversized(bytes.len()));
     }
@@ -151,7 +168,7 @@ pub fn decode(cluster_id: u32, bytes: &[u8]) -> Result<Packet, WireError> {
     if cluster != cluster_id {
         return Err(WireError::WrongCluster(cluster));
     }
-    match postcard::take_from_bytes::<Packet>(&bytes[HEADER..]) {
+    match postcard::take_from_bytes::<Packet<S>>(&bytes[HEADER..]) {
         Ok((packet, [])) => Ok(packet),
         _ => Err(WireError::Malformed),
     }

@@ -8,6 +8,7 @@ use stateright::actor::{ActorModel, ActorModelState, Envelope, Id, LossyNetwork,
 use stateright::semantics::register::Register as RegisterSpec;
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use vr::core::{ClientId, Config, ConfigError, Message, Replica, ReplicaId, RequestNumber, View};
 
 /// The checked system.
@@ -70,8 +71,15 @@ impl Default for ModelConfig {
 
 /// What the model records besides the actors' states: the clients' operations
 /// for the linearizability check, and which views started.
+///
+/// Shared, not copied, between states: most steps record nothing, and every
+/// state of a breadth-first search's frontier holds one.
+#[derive(Clone, Debug, PartialEq, Hash, Default)]
+pub struct History(Arc<Recorded>);
+
+/// The contents of a [`History`].
 #[derive(Clone, Debug, PartialEq, Hash)]
-pub struct History {
+pub struct Recorded {
     /// The clients' invocations and returns.
     pub linearizability: LinearizabilityTester<ClientId, RegisterSpec<u8>>,
     /// Per client, the latest request invoked and the latest returned.
@@ -81,14 +89,28 @@ pub struct History {
     pub started_views: BTreeSet<View>,
 }
 
-impl Default for History {
+impl Default for Recorded {
     fn default() -> Self {
-        History {
+        Recorded {
             linearizability: LinearizabilityTester::new(RegisterSpec(0)),
             invoked: BTreeMap::new(),
             returned: BTreeMap::new(),
             started_views: BTreeSet::new(),
         }
+    }
+}
+
+impl std::ops::Deref for History {
+    type Target = Recorded;
+
+    fn deref(&self) -> &Recorded {
+        &self.0
+    }
+}
+
+impl History {
+    fn recorded_mut(&mut self) -> &mut Recorded {
+        Arc::make_mut(&mut self.0)
     }
 }
 
@@ -223,18 +245,19 @@ fn record_out(cfg: &ModelConfig, history: &History, envelope: Envelope<&Msg>) ->
                 return None;
             }
             let mut next = history.clone();
+            let recorded = next.recorded_mut();
             // An invalid history (two operations in flight for one client)
             // makes the tester report the history as not linearizable.
-            let _ = next
+            let _ = recorded
                 .linearizability
                 .on_invoke(client, request.operation.to_spec());
-            next.invoked.insert(client, request.request);
+            recorded.invoked.insert(client, request.request);
             Some(next)
         }
         Msg::Replica(e) => match &e.msg {
             Message::StartView(start) if !history.started_views.contains(&start.view) => {
                 let mut next = history.clone();
-                next.started_views.insert(start.view);
+                next.recorded_mut().started_views.insert(start.view);
                 Some(next)
             }
             _ => None,
@@ -256,10 +279,11 @@ fn record_in(cfg: &ModelConfig, history: &History, envelope: Envelope<&Msg>) -> 
         return None;
     }
     let mut next = history.clone();
-    let _ = next
+    let recorded = next.recorded_mut();
+    let _ = recorded
         .linearizability
         .on_return(client, reply.output.to_spec());
-    next.returned.insert(client, reply.request);
+    recorded.returned.insert(client, reply.request);
     Some(next)
 }
 

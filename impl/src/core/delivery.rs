@@ -14,7 +14,8 @@ use super::message::{Ack, Envelope, Message};
 use super::replica::{Replica, Status};
 use super::state_machine::StateMachine;
 use super::types::{MessageId, ReplicaId, View};
-use std::collections::{BTreeMap, BTreeSet};
+use litemap::LiteMap;
+use std::collections::BTreeSet;
 use std::fmt;
 use tracing::{debug, info, warn};
 
@@ -32,8 +33,9 @@ pub struct Unconfirmed<S: StateMachine> {
 /// The delivery table and what it has learned about peers.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Delivery<S: StateMachine> {
-    /// Messages sent and not yet confirmed, by id.
-    unconfirmed: BTreeMap<MessageId, Unconfirmed<S>>,
+    /// Messages sent and not yet confirmed, by id. A few at a time: a sorted
+    /// vector, which the model checker clones and hashes cheaply.
+    unconfirmed: LiteMap<MessageId, Unconfirmed<S>>,
     /// Peers whose last message ran out of attempts and that have not been
     /// heard from since.
     disconnected: BTreeSet<ReplicaId>,
@@ -42,7 +44,7 @@ pub struct Delivery<S: StateMachine> {
 impl<S: StateMachine> Default for Delivery<S> {
     fn default() -> Self {
         Delivery {
-            unconfirmed: BTreeMap::new(),
+            unconfirmed: LiteMap::new(),
             disconnected: BTreeSet::new(),
         }
     }
@@ -50,7 +52,7 @@ impl<S: StateMachine> Default for Delivery<S> {
 
 impl<S: StateMachine> Delivery<S> {
     /// Messages awaiting an Ack, by id.
-    pub fn unconfirmed(&self) -> &BTreeMap<MessageId, Unconfirmed<S>> {
+    pub fn unconfirmed(&self) -> &LiteMap<MessageId, Unconfirmed<S>> {
         &self.unconfirmed
     }
 
@@ -71,7 +73,7 @@ impl<S: StateMachine> Delivery<S> {
 
     /// INV-DELIVERY-BOUNDED, for one replica.
     pub(super) fn check(&self, config: &Config) -> Result<(), String> {
-        for (id, u) in &self.unconfirmed {
+        for (id, u) in self.unconfirmed.iter() {
             if *id != MessageId::of(u.to, &u.msg) {
                 return Err(format!("unconfirmed {id:?} is not the id of its content"));
             }
@@ -216,11 +218,13 @@ impl<S: StateMachine> Replica<S> {
         }
         let attempts_max = self.config.attempts_max();
         let mut lost = BTreeSet::new();
+        let mut spent = Vec::new();
         let from = self.id();
-        self.delivery.unconfirmed.retain(|&id, u| {
+        for (&id, u) in self.delivery.unconfirmed.iter_mut() {
             if u.attempts >= attempts_max {
                 lost.insert(u.to);
-                return false;
+                spent.push(id);
+                continue;
             }
             u.attempts += 1;
             effects.push(Effect::Send {
@@ -231,8 +235,10 @@ impl<S: StateMachine> Replica<S> {
                     msg: u.msg.clone(),
                 },
             });
-            true
-        });
+        }
+        for id in spent {
+            self.delivery.unconfirmed.remove(&id);
+        }
         if !self.delivery.unconfirmed.is_empty() {
             effects.push(Effect::SetTimer(Timer::Resend));
         }

@@ -17,7 +17,7 @@ use super::state_machine::StateMachine;
 use super::state_transfer::CatchUp;
 use super::types::{CommitNumber, Nonce, OpNumber, ReplicaId, View};
 use super::view_change::ViewChangeCaches;
-use std::collections::BTreeMap;
+use litemap::LiteMap;
 use std::fmt;
 use tracing::debug;
 
@@ -64,7 +64,7 @@ pub struct Replica<S: StateMachine> {
     /// Primary only: the highest op-number each backup has PrepareOk'd in this
     /// view. A backup's PrepareOk(n) covers every entry up to n, since backups
     /// accept Prepares in order.
-    pub(super) prepare_oks: BTreeMap<ReplicaId, OpNumber>,
+    pub(super) prepare_oks: LiteMap<ReplicaId, OpNumber>,
     /// The de-duplication caches of the view change under way.
     pub(super) view_change: ViewChangeCaches<S>,
     /// The recovery under way, while Recovering.
@@ -115,7 +115,7 @@ impl<S: StateMachine> Replica<S> {
             commit: CommitNumber(0),
             last_normal_view: View(0),
             client_table: ClientTable::default(),
-            prepare_oks: BTreeMap::new(),
+            prepare_oks: LiteMap::new(),
             view_change: ViewChangeCaches::default(),
             recovery,
             catch_up: None,

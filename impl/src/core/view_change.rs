@@ -37,8 +37,12 @@ pub struct ViewChangeCaches<S: StateMachine> {
 /// The best log offered so far in DoViewChange messages.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Candidate<S: StateMachine> {
-    /// The replica that sent the log.
-    pub from: ReplicaId,
+    /// The replica that sent the log, kept only when its suffix starts
+    /// beyond this replica's commit-number (which stays put during a view
+    /// change): the fill asks it for the entries in between. Offers that need
+    /// no fill are told apart by their contents alone, so two arrival orders
+    /// of equal offers are one state, not two.
+    pub from: Option<ReplicaId>,
     /// The last-normal-view of that replica.
     pub last_normal_view: View,
     /// The log, as a suffix.
@@ -264,7 +268,7 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let offered = Candidate {
-            from,
+            from: (dvc.log.after > self.commit.as_op()).then_some(from),
             last_normal_view: dvc.last_normal_view,
             log: dvc.log,
         };
@@ -298,7 +302,9 @@ impl<S: StateMachine> Replica<S> {
             self.start_view_with(log, effects);
             return;
         }
-        let source = best.from;
+        let source = best
+            .from
+            .expect("a suffix beyond the commit-number keeps its sender");
         debug_assert_ne!(
             source,
             self.id(),
@@ -331,7 +337,11 @@ impl<S: StateMachine> Replica<S> {
         let (Some(best), Some(fill)) = (&self.view_change.best, &self.view_change.fill) else {
             unreachable!("called while filling");
         };
-        let (source, until) = (best.from, best.log.after);
+        let (source, until) = (
+            best.from
+                .expect("a suffix beyond the commit-number keeps its sender"),
+            best.log.after,
+        );
         let held = OpNumber(self.commit.0 + fill.len() as u64);
         let reaches = new_state
             .after

@@ -428,11 +428,15 @@ fn settle(
     }
     let n = cluster.replicas.len() as u8;
     for round in 0..60 {
-        for client in clients.iter() {
-            if let Some(request) = &client.outstanding {
-                for id in 0..n {
-                    cluster.step(ReplicaId(id), Input::Request(request.clone()));
-                }
+        // Every outstanding request to every replica, as one batch: the
+        // primary prepares them together (paper 6.2).
+        let batch: Vec<Request<vr::app::Kv>> = clients
+            .iter()
+            .filter_map(|c| c.outstanding.clone())
+            .collect();
+        if !batch.is_empty() {
+            for id in 0..n {
+                cluster.step(ReplicaId(id), Input::Requests(batch.clone()));
             }
         }
         cluster.deliver_all();

@@ -106,6 +106,14 @@ fn caches_cleared<S: StateMachine>(r: &Replica<S>) -> Result<(), String> {
     {
         return Err("filling in committed entries without a chosen log that needs them".into());
     }
+    if let Some(best) = r.view_change.best()
+        && best.from.is_some() != (best.log.after > r.commit.as_op())
+    {
+        return Err(format!(
+            "the chosen log's sender is {:?} for a suffix after {:?} at commit {:?}",
+            best.from, best.log.after, r.commit
+        ));
+    }
     if r.view_change
         .start_view_change_from()
         .any(|from| from == r.id())

@@ -103,8 +103,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Prepare (paper 4.1 step 4): a backup in Normal status of the same view
     /// appends the entries beyond its op-number if the batch reaches it and
-    /// answers PrepareOk; then it
-    /// executes up to the primary's commit-number. A Prepare of a newer view,
+    /// answers PrepareOk; then it executes up to the primary's commit-number. A Prepare of a newer view,
     /// or one reaching a replica still changing to its view, shows that the
     /// view started without it: it catches up (paper 5.2). A gap starts state
     /// transfer. Idempotent: a Prepare already held changes nothing but the
@@ -134,9 +133,14 @@ impl<S: StateMachine> Replica<S> {
         let op = self.op_number();
         // The batch's first op-number; entries already held are the same
         // (INV-SAME-VIEW-PREFIX), so only those beyond are appended.
-        let first = prepare.op.0 + 1 - prepare.entries.len() as u64;
+        let first = prepare.op.0 - prepare.entries.len() as u64 + 1;
         if first <= op.0 + 1 && prepare.op > op {
             let held = usize::try_from(op.0 + 1 - first).unwrap_or(usize::MAX);
+            debug_assert!(
+                self.config.is_wrong_variant()
+                    || prepare.entries[..held] == self.log.entries()[(first - 1) as usize..],
+                "INV-SAME-VIEW-PREFIX: a Prepare disagrees with entries held in the same view"
+            );
             for entry in prepare.entries.into_iter().skip(held) {
                 self.log.push(entry);
             }

@@ -189,7 +189,18 @@ impl ModelArgs {
     }
 }
 
+/// mimalloc's `mi_option_purge_delay` (mimalloc v2's `mi_option_t`, which
+/// the pinned libmimalloc-sys builds; its bindings do not name this one).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // A breadth-first search frees and allocates its frontier in waves: memory
+    // handed back to the system is soon asked for again and the kernel zeroes
+    // it anew each time. The checker is a short-lived process; it keeps what
+    // it freed.
+    // SAFETY: setting an option is allowed at any time; -1 means "never
+    // purge" for this option.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = Cli::parse();
     match cli.command {
         Command::Scenarios => {

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use vr::app::{KvOperation, KvOutput};
 use vr::client::Client;
-use vr::runtime::{ClusterConfig, Node, Settings, Start, mark_started, start_mode};
+use vr::runtime::{ClusterConfig, Node, Start, mark_started, start_mode};
 
 mod bench;
 
@@ -195,7 +195,7 @@ fn run_cluster(replicas: u8, port: u16, cluster_id: u32) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for id in 0..replicas {
-        let node = Node::start(cluster.clone(), id, Settings::default(), Start::Fresh)
+        let node = Node::start(cluster.clone(), id, cluster.timers, Start::Fresh)
             .map_err(|e| e.to_string())?;
         let stop = Arc::clone(&stop);
         handles.push(std::thread::spawn(move || node.run(stop)));
@@ -236,7 +236,8 @@ fn run_replica(
         start_mode(state_dir, cluster.cluster_id, id)
     };
     let cluster_id = cluster.cluster_id;
-    let node = Node::start(cluster, id, Settings::default(), start).map_err(|e| e.to_string())?;
+    let timers = cluster.timers;
+    let node = Node::start(cluster, id, timers, start).map_err(|e| e.to_string())?;
     mark_started(state_dir, cluster_id, id)
         .map_err(|e| format!("cannot use state directory {}: {e}", state_dir.display()))?;
     node.run(Arc::new(AtomicBool::new(false)))

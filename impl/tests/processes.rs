@@ -206,6 +206,11 @@ fn bad_configuration_files_give_a_clear_error_and_a_non_zero_exit() {
             "appears twice",
         ),
         ("syntax.toml", "cluster_id = \n", "invalid configuration"),
+        (
+            "timers.toml",
+            "cluster_id = 1\n[[replica]]\nid = 0\naddress = \"127.0.0.1:1\"\n[timers]\nheartbeat_ms = 500\n",
+            "must be below primary_timeout_ms",
+        ),
     ];
     for (name, text, expected) in cases {
         let path = dir.join(name);

@@ -24,6 +24,9 @@ pub struct ClusterConfig {
     pub cluster_id: u32,
     /// Replica addresses, indexed by replica id.
     pub addresses: Vec<SocketAddr>,
+    /// How long each timer runs: the file's optional `[timers]` table, or
+    /// the defaults.
+    pub timers: Settings,
 }
 
 #[derive(Deserialize)]
@@ -32,7 +35,23 @@ struct File {
     cluster_id: u32,
     #[serde(rename = "replica", default)]
     replicas: Vec<FileReplica>,
+    #[serde(default)]
+    timers: FileTimers,
 }
+
+/// `[timers]`: each in milliseconds; a missing one keeps its default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileTimers {
+    heartbeat_ms: Option<u64>,
+    primary_timeout_ms: Option<u64>,
+    view_change_timeout_ms: Option<u64>,
+    resend_ms: Option<u64>,
+    recovery_retry_ms: Option<u64>,
+}
+
+/// No timer runs longer than this: a longer one is surely a mistake.
+const TIMER_MAX_MS: u64 = 3_600_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +73,7 @@ pub enum ConfigFileError {
     BadAddress { id: u8, address: String },
     DuplicateAddress(SocketAddr),
     UnknownId { id: u8, replica_count: usize },
+    BadTimer(String),
 }
 
 impl fmt::Display for ConfigFileError {
@@ -85,6 +105,7 @@ impl fmt::Display for ConfigFileError {
                 f,
                 "replica id {id} is not in the configuration (ids 0..{replica_count})"
             ),
+            ConfigFileError::BadTimer(message) => write!(f, "[timers]: {message}"),
         }
     }
 }
@@ -126,7 +147,9 @@ impl ClusterConfig {
                 })?;
             addresses.push(address);
         }
-        ClusterConfig::new(file.cluster_id, addresses)
+        let mut config = ClusterConfig::new(file.cluster_id, addresses)?;
+        config.timers = file.timers.resolve()?;
+        Ok(config)
     }
 
     /// A configuration from its parts, validated.
@@ -161,6 +184,7 @@ impl ClusterConfig {
         Ok(ClusterConfig {
             cluster_id,
             addresses,
+            timers: Settings::default(),
         })
     }
 
@@ -222,6 +246,17 @@ impl ClusterConfig {
                 "\n[[replica]]\nid = {id}\naddress = \"{address}\"\n"
             ));
         }
+        if self.timers != Settings::default() {
+            let t = &self.timers;
+            text.push_str(&format!(
+                "\n[timers]\nheartbeat_ms = {}\nprimary_timeout_ms = {}\nview_change_timeout_ms = {}\nresend_ms = {}\nrecovery_retry_ms = {}\n",
+                t.heartbeat.as_millis(),
+                t.primary_timeout.as_millis(),
+                t.view_change_timeout.as_millis(),
+                t.resend.as_millis(),
+                t.recovery_retry.as_millis()
+            ));
+        }
         text
     }
 }
@@ -252,6 +287,50 @@ impl Default for Settings {
             resend: Duration::from_millis(100),
             recovery_retry: Duration::from_millis(200),
         }
+    }
+}
+
+impl FileTimers {
+    fn resolve(self) -> Result<Settings, ConfigFileError> {
+        let defaults = Settings::default();
+        let pick = |name: &str, value: Option<u64>, default: Duration| match value {
+            None => Ok(default),
+            Some(0) => Err(ConfigFileError::BadTimer(format!(
+                "{name} must be at least 1"
+            ))),
+            Some(ms) if ms > TIMER_MAX_MS => Err(ConfigFileError::BadTimer(format!(
+                "{name} = {ms} is more than an hour"
+            ))),
+            Some(ms) => Ok(Duration::from_millis(ms)),
+        };
+        let settings = Settings {
+            heartbeat: pick("heartbeat_ms", self.heartbeat_ms, defaults.heartbeat)?,
+            primary_timeout: pick(
+                "primary_timeout_ms",
+                self.primary_timeout_ms,
+                defaults.primary_timeout,
+            )?,
+            view_change_timeout: pick(
+                "view_change_timeout_ms",
+                self.view_change_timeout_ms,
+                defaults.view_change_timeout,
+            )?,
+            resend: pick("resend_ms", self.resend_ms, defaults.resend)?,
+            recovery_retry: pick(
+                "recovery_retry_ms",
+                self.recovery_retry_ms,
+                defaults.recovery_retry,
+            )?,
+        };
+        // A backup must hear a heartbeat before it gives up on its primary.
+        if settings.heartbeat >= settings.primary_timeout {
+            return Err(ConfigFileError::BadTimer(format!(
+                "heartbeat_ms ({}) must be below primary_timeout_ms ({}): backups would start view changes against an idle, healthy primary",
+                settings.heartbeat.as_millis(),
+                settings.primary_timeout.as_millis()
+            )));
+        }
+        Ok(settings)
     }
 }
 
@@ -339,6 +418,39 @@ address = "127.0.0.1:7002"
         ));
         assert!(matches!(
             ClusterConfig::parse("cluster = 1"),
+            Err(ConfigFileError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn a_timers_table_sets_the_timers_it_names_and_round_trips() {
+        let config = ClusterConfig::parse(&format!(
+            "{THREE}\n[timers]\nresend_ms = 40\nprimary_timeout_ms = 300\n"
+        ))
+        .unwrap();
+        assert_eq!(config.timers.resend, Duration::from_millis(40));
+        assert_eq!(config.timers.primary_timeout, Duration::from_millis(300));
+        assert_eq!(config.timers.heartbeat, Settings::default().heartbeat);
+        assert_eq!(ClusterConfig::parse(&config.to_toml()).unwrap(), config);
+        assert_eq!(
+            ClusterConfig::parse(THREE).unwrap().timers,
+            Settings::default()
+        );
+    }
+
+    #[test]
+    fn bad_timers_are_refused_with_a_reason() {
+        for (table, expected) in [
+            ("resend_ms = 0", "resend_ms must be at least 1"),
+            ("heartbeat_ms = 99999999", "more than an hour"),
+            ("heartbeat_ms = 200", "must be below primary_timeout_ms"),
+        ] {
+            let text = format!("{THREE}\n[timers]\n{table}\n");
+            let error = ClusterConfig::parse(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{table}: {error}");
+        }
+        assert!(matches!(
+            ClusterConfig::parse(&format!("{THREE}\n[timers]\nresend = 40\n")),
             Err(ConfigFileError::Parse(_))
         ));
     }

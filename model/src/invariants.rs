@@ -64,7 +64,7 @@ fn agreement<S: StateMachine>(replicas: &[&Replica<S>]) -> Result<(), String> {
     for (i, a) in replicas.iter().enumerate() {
         for b in &replicas[i + 1..] {
             let upto = a.commit_number().min(b.commit_number()).as_op();
-            if a.log().prefix(upto) != b.log().prefix(upto) {
+            if !a.log().agrees_with(b.log(), upto) {
                 return Err(format!(
                     "{:?} and {:?} disagree below commit {upto:?}: {:?} vs {:?}",
                     a.id(),
@@ -87,7 +87,7 @@ fn primary_has_committed<S: StateMachine>(replicas: &[&Replica<S>]) -> Result<()
     {
         for r in replicas.iter().filter(|r| r.view() <= p.view()) {
             let committed = r.commit_number().as_op();
-            if committed > p.op_number() || p.log().prefix(committed) != r.log().prefix(committed) {
+            if !p.log().agrees_with(r.log(), committed) {
                 return Err(format!(
                     "primary {:?} of {:?} lacks entries {:?} committed up to {committed:?}: {:?}",
                     p.id(),
@@ -113,7 +113,7 @@ fn same_view_prefix<S: StateMachine>(replicas: &[&Replica<S>]) -> Result<(), Str
             .filter(|b| b.status() == Status::Normal && b.view() == p.view() && b.id() != p.id())
         {
             let op = b.op_number();
-            if op > p.op_number() || p.log().prefix(op) != b.log().entries() {
+            if !p.log().agrees_with(b.log(), op) {
                 return Err(format!(
                     "backup {:?} of {:?} holds {:?}, not a prefix of the primary's {:?}",
                     b.id(),

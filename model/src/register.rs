@@ -42,6 +42,14 @@ impl StateMachine for Register {
             RegisterOperation::Read => RegisterOutput::Value(self.0),
         }
     }
+
+    fn rebuild(&self) -> Vec<RegisterOperation> {
+        if *self == Register::default() {
+            Vec::new()
+        } else {
+            vec![RegisterOperation::Write(self.0)]
+        }
+    }
 }
 
 impl RegisterOperation {

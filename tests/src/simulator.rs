@@ -64,6 +64,10 @@ pub struct SimReport {
     /// Steps after which some recovering replica was fetching the primary's
     /// log by state transfer.
     pub recovery_transfer_steps: usize,
+    /// Steps after which some replica was fetching a checkpoint.
+    pub checkpoint_fetch_steps: usize,
+    /// Steps after which some replica had compacted its log.
+    pub compacted_steps: usize,
 }
 
 /// A small, fast, seedable generator (SplitMix64).
@@ -302,6 +306,12 @@ impl World {
             }
             if r.status() == vr::core::Status::Recovering && r.catch_up().is_some() {
                 self.report.recovery_transfer_steps += 1;
+            }
+            if r.restore().is_some() {
+                self.report.checkpoint_fetch_steps += 1;
+            }
+            if r.log().base() > vr::core::OpNumber(0) {
+                self.report.compacted_steps += 1;
             }
         }
     }

@@ -93,6 +93,39 @@ fn messages_carrying_log_suffixes_keep_every_invariant_and_complete_every_reques
 }
 
 #[test]
+fn compacted_logs_and_checkpoints_keep_every_invariant_and_complete_every_request() {
+    // A checkpoint every 3 entries and room for one entry per message: lagging
+    // backups, catching-up and recovering replicas and filling primaries
+    // often find the entries they need compacted away, and fetch a
+    // checkpoint instead.
+    let config = vr::core::Config::with_settings(3, vr::core::ReplicaId(0), 3, 1)
+        .unwrap()
+        .with_message_weight_max(1)
+        .unwrap()
+        .with_checkpoint_interval(3)
+        .unwrap();
+    let cfg = SimConfig {
+        config: Some(config),
+        crash: 0.01,
+        ..SimConfig::default()
+    };
+    let (mut completed, mut fetches, mut compacted) = (0, 0, 0);
+    for seed in 0..seeds() {
+        let report = simulator::run(4_000_000 + seed, cfg);
+        assert!(report.settled, "seed {seed}: requests left incomplete");
+        completed += report.completed;
+        fetches += report.checkpoint_fetch_steps;
+        compacted += report.compacted_steps;
+    }
+    println!(
+        "{completed} operations; {compacted} steps with a compacted log, {fetches} fetching a checkpoint"
+    );
+    assert!(completed > 1000, "{completed} operations completed");
+    assert!(compacted > 0, "no log was compacted");
+    assert!(fetches > 0, "no replica fetched a checkpoint");
+}
+
+#[test]
 fn the_simulator_catches_a_primary_that_commits_without_a_quorum() {
     let config = vr::core::Config::new(3, vr::core::ReplicaId(0))
         .unwrap()

@@ -85,6 +85,27 @@ impl StateMachine for Kv {
         }
     }
 
+    fn output_weight(output: &KvOutput) -> u32 {
+        let strings = match output {
+            KvOutput::Value(value) | KvOutput::Deleted(value) => {
+                value.as_ref().map_or(0, String::len)
+            }
+            KvOutput::Cas { previous, .. } => previous.as_ref().map_or(0, String::len),
+            _ => 0,
+        };
+        u32::try_from(strings + 8).unwrap_or(u32::MAX)
+    }
+
+    fn rebuild(&self) -> Vec<KvOperation> {
+        self.entries
+            .iter()
+            .map(|(key, value)| KvOperation::Put {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+
     /// An upper bound on the entry's encoded size in bytes (postcard): the
     /// strings, a length prefix of at most 5 bytes for each of up to three,
     /// the variant and option tags, and up to 20 bytes of client id and

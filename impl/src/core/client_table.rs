@@ -6,14 +6,17 @@
 //! function of its committed log prefix. Whether a request is still in
 //! progress (in the log, not yet executed) is read from the log itself.
 
+use super::checkpoint::Checkpoint;
 use super::log::{Entry, Log};
 use super::state_machine::StateMachine;
 use super::types::{ClientId, CommitNumber, RequestNumber};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// One client's row.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
 pub struct ClientRecord<S: StateMachine> {
     /// The client's latest executed request.
     pub request: RequestNumber,
@@ -62,6 +65,16 @@ impl<S: StateMachine> ClientTable<S> {
     /// Whether no client has a row.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+
+    /// Every row, in client order.
+    pub fn rows(&self) -> impl Iterator<Item = (ClientId, &ClientRecord<S>)> {
+        self.records.iter().map(|(c, r)| (*c, r))
+    }
+
+    /// Sets a client's row, as a checkpoint being restored holds it.
+    pub(super) fn set_row(&mut self, client: ClientId, record: ClientRecord<S>) {
+        self.records.insert(client, record);
     }
 
     /// Decides what the primary does with request `request` of `client`.
@@ -116,9 +129,35 @@ impl<S: StateMachine> ClientTable<S> {
 
     /// INV-EXECUTED-ONCE, for one replica: each client's committed entries
     /// have increasing request-numbers, and the table holds the latest of them.
-    pub(super) fn check(&self, log: &Log<S>, commit: CommitNumber) -> Result<(), String> {
-        let mut latest: BTreeMap<ClientId, RequestNumber> = BTreeMap::new();
-        for entry in log.prefix(commit.as_op()) {
+    /// With a checkpoint, its table stands for the entries it includes.
+    pub(super) fn check(
+        &self,
+        log: &Log<S>,
+        commit: CommitNumber,
+        checkpoint: Option<&Checkpoint<S>>,
+    ) -> Result<(), String> {
+        let (mut latest, from): (BTreeMap<ClientId, RequestNumber>, CommitNumber) = match checkpoint
+        {
+            Some(c) => (
+                c.client_table
+                    .rows()
+                    .map(|(id, r)| (id, r.request))
+                    .collect(),
+                c.commit,
+            ),
+            None => (BTreeMap::new(), CommitNumber(0)),
+        };
+        if log.base() > from.as_op() || from > commit {
+            return Err(format!(
+                "log base {:?}, checkpoint {from:?}, commit {commit:?} out of order",
+                log.base()
+            ));
+        }
+        let executed = log
+            .entries_after(from.as_op())
+            .take_while(|(op, _)| *op <= commit.as_op())
+            .map(|(_, entry)| entry);
+        for entry in executed {
             if let Some(previous) = latest.insert(entry.client, entry.request)
                 && previous >= entry.request
             {

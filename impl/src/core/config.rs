@@ -39,6 +39,9 @@ pub struct Config {
     ///
     /// [`StateMachine::weight`]: super::StateMachine::weight
     message_weight_max: u32,
+    /// A checkpoint is taken every this many executed entries, and the log
+    /// is compacted up to the previous one (`u64::MAX`: never).
+    checkpoint_interval: u64,
     /// A deliberately wrong rule, for testing the model checker.
     #[cfg(feature = "wrong-variants")]
     bug: Option<Bug>,
@@ -68,6 +71,8 @@ pub enum ConfigError {
     StateTransferEntriesMaxZero,
     /// A message must be able to carry at least one entry.
     MessageWeightMaxZero,
+    /// Checkpoints must be at least one entry apart.
+    CheckpointIntervalZero,
 }
 
 impl fmt::Display for ConfigError {
@@ -86,6 +91,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "state_transfer_entries_max must be at least 1")
             }
             ConfigError::MessageWeightMaxZero => write!(f, "message_weight_max must be at least 1"),
+            ConfigError::CheckpointIntervalZero => {
+                write!(f, "checkpoint_interval must be at least 1")
+            }
         }
     }
 }
@@ -128,6 +136,7 @@ impl Config {
             attempts_max,
             state_transfer_entries_max,
             message_weight_max: MESSAGE_WEIGHT_MAX_DEFAULT,
+            checkpoint_interval: u64::MAX,
             #[cfg(feature = "wrong-variants")]
             bug: None,
         })
@@ -215,6 +224,23 @@ impl Config {
         self.message_weight_max
     }
 
+    /// The same configuration taking a checkpoint, and compacting the log,
+    /// every `interval` executed entries (at least 1).
+    pub fn with_checkpoint_interval(self, interval: u64) -> Result<Config, ConfigError> {
+        if interval == 0 {
+            return Err(ConfigError::CheckpointIntervalZero);
+        }
+        Ok(Config {
+            checkpoint_interval: interval,
+            ..self
+        })
+    }
+
+    /// Executed entries between checkpoints (`u64::MAX`: no checkpoints).
+    pub fn checkpoint_interval(&self) -> u64 {
+        self.checkpoint_interval
+    }
+
     /// primary(v) = v mod n (paper 4).
     pub fn primary(&self, view: View) -> ReplicaId {
         view.primary(self.replica_count)
@@ -242,6 +268,9 @@ impl fmt::Debug for Config {
         )?;
         if self.message_weight_max != MESSAGE_WEIGHT_MAX_DEFAULT {
             write!(f, " message_weight_max={}", self.message_weight_max)?;
+        }
+        if self.checkpoint_interval != u64::MAX {
+            write!(f, " checkpoint_interval={}", self.checkpoint_interval)?;
         }
         Ok(())
     }

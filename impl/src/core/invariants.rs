@@ -37,7 +37,8 @@ pub fn replica_invariants<S: StateMachine>() -> [(&'static str, ReplicaCheck<S>)
         ("INV-CACHES-CLEARED", caches_cleared),
         ("INV-PREPARE-OK-PRIMARY-ONLY", prepare_ok_primary_only),
         ("INV-EXECUTED-ONCE", |r| {
-            r.client_table.check(&r.log, r.commit)
+            r.client_table
+                .check(&r.log, r.commit, r.checkpoint.as_ref())
         }),
         ("INV-DELIVERY-BOUNDED", |r| r.delivery.check(&r.config)),
         ("INV-RECOVERING-SILENT", recovering_silent),
@@ -91,7 +92,8 @@ fn caches_cleared<S: StateMachine>(r: &Replica<S>) -> Result<(), String> {
         return Err("DoViewChange counted by a replica that is not primary(v)".into());
     }
     if let Some(catch_up) = &r.catch_up
-        && (r.status == Status::Normal || catch_up.base() != r.commit)
+        && (r.status == Status::Normal
+            || catch_up.base() != catch_up.checkpoint().map_or(r.commit, |c| c.commit))
     {
         return Err(format!(
             "{:?} with {catch_up:?} at commit {:?}",
@@ -153,11 +155,12 @@ fn recovering_silent<S: StateMachine>(r: &Replica<S>) -> Result<(), String> {
     if r.log.op_number() != OpNumber(0) || !r.view_change.is_empty() || !r.prepare_oks.is_empty() {
         return Err("holds protocol state while recovering".into());
     }
-    let speaking = r
-        .delivery
-        .unconfirmed()
-        .values()
-        .find(|u| !matches!(u.msg, Message::Recovery(_) | Message::GetState(_)));
+    let speaking = r.delivery.unconfirmed().values().find(|u| {
+        !matches!(
+            u.msg,
+            Message::Recovery(_) | Message::GetState(_) | Message::GetCheckpoint(_)
+        )
+    });
     if let Some(u) = speaking {
         return Err(format!(
             "sent {} to {:?} while recovering",

@@ -27,17 +27,21 @@ impl<S: StateMachine> fmt::Debug for Entry<S> {
     }
 }
 
-/// The log, positions counted from 1: the entry at op-number n is `entries[n-1]`,
-/// so the op-number of the log is its length and is never stored apart from it.
+/// The log, positions counted from 1. The entries up to op-number `base`
+/// have been discarded (they are committed, and a checkpoint stands for
+/// them); the entry at op-number n > base is `entries[n - base - 1]`, so the
+/// op-number of the log is `base` plus the entries held.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Log<S: StateMachine> {
+    base: OpNumber,
     entries: Vec<Entry<S>>,
 }
 
 impl<S: StateMachine> Default for Log<S> {
     fn default() -> Self {
         Log {
+            base: OpNumber(0),
             entries: Vec::new(),
         }
     }
@@ -46,18 +50,38 @@ impl<S: StateMachine> Default for Log<S> {
 impl<S: StateMachine> Log<S> {
     /// A log holding these entries at op-numbers 1, 2, ...
     pub fn from_entries(entries: Vec<Entry<S>>) -> Log<S> {
-        Log { entries }
+        Log {
+            base: OpNumber(0),
+            entries,
+        }
+    }
+
+    /// An empty log whose entries up to `base` are discarded: what a
+    /// checkpoint at `base` leaves.
+    pub fn empty_after(base: OpNumber) -> Log<S> {
+        Log {
+            base,
+            entries: Vec::new(),
+        }
+    }
+
+    /// The op-number of the latest entry discarded (0 if none).
+    pub fn base(&self) -> OpNumber {
+        self.base
     }
 
     /// The op-number of the latest entry (0 for an empty log).
     pub fn op_number(&self) -> OpNumber {
-        OpNumber(self.entries.len() as u64)
+        OpNumber(self.base.0 + self.entries.len() as u64)
     }
 
-    /// The entry at op-number `op`, if the log reaches it.
+    fn index(&self, op: OpNumber) -> Option<usize> {
+        usize::try_from(op.0.checked_sub(self.base.0)?.checked_sub(1)?).ok()
+    }
+
+    /// The entry at op-number `op`, if the log holds it.
     pub fn get(&self, op: OpNumber) -> Option<&Entry<S>> {
-        let index = usize::try_from(op.0).ok()?.checked_sub(1)?;
-        self.entries.get(index)
+        self.entries.get(self.index(op)?)
     }
 
     /// Appends an entry at op-number `op_number() + 1`.
@@ -65,36 +89,70 @@ impl<S: StateMachine> Log<S> {
         self.entries.push(entry);
     }
 
-    /// Drops every entry above `commit`.
+    /// Drops every entry above `commit` (never below the base).
     pub fn truncate(&mut self, commit: CommitNumber) {
+        let keep = commit.0.saturating_sub(self.base.0);
         self.entries
-            .truncate(usize::try_from(commit.0).unwrap_or(usize::MAX));
+            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
     }
 
-    /// The entries after op-number `after`, with their op-numbers.
+    /// This log cut back to op-number `op` (at least its base).
+    pub fn truncated(&self, op: OpNumber) -> Log<S> {
+        let mut log = self.clone();
+        log.truncate(op.as_commit());
+        log
+    }
+
+    /// Discards the entries up to op-number `op` (a checkpoint stands for
+    /// them).
+    pub fn discard_through(&mut self, op: OpNumber) {
+        if op <= self.base {
+            return;
+        }
+        debug_assert!(op <= self.op_number());
+        let drop = usize::try_from(op.0 - self.base.0).unwrap_or(usize::MAX);
+        self.entries.drain(..drop.min(self.entries.len()));
+        self.base = op;
+    }
+
+    /// The entries held after op-number `after`, with their op-numbers.
     pub fn entries_after(&self, after: OpNumber) -> impl Iterator<Item = (OpNumber, &Entry<S>)> {
-        let start = usize::try_from(after.0).unwrap_or(usize::MAX);
+        let start = usize::try_from(after.0.saturating_sub(self.base.0)).unwrap_or(usize::MAX);
+        let base = self.base.0;
         self.entries
             .iter()
             .enumerate()
             .skip(start)
-            .map(|(index, entry)| (OpNumber(index as u64 + 1), entry))
+            .map(move |(index, entry)| (OpNumber(base + index as u64 + 1), entry))
     }
 
-    /// Every entry, op-number 1 first.
+    /// Every entry held, op-number `base + 1` first.
     pub fn entries(&self) -> &[Entry<S>] {
         &self.entries
     }
 
-    /// The first `op` entries.
+    /// The entries held up to op-number `op` (those after the base).
     pub fn prefix(&self, op: OpNumber) -> &[Entry<S>] {
-        let end = usize::try_from(op.0).unwrap_or(usize::MAX);
+        let end = usize::try_from(op.0.saturating_sub(self.base.0)).unwrap_or(usize::MAX);
         &self.entries[..end.min(self.entries.len())]
+    }
+
+    /// Whether this log and `other` hold the same entries at every op-number
+    /// up to `upto` that both hold (both reach `upto`).
+    pub fn agrees_with(&self, other: &Log<S>, upto: OpNumber) -> bool {
+        if upto > self.op_number() || upto > other.op_number() {
+            return false;
+        }
+        let from = self.base.max(other.base);
+        self.entries_after(from)
+            .zip(other.entries_after(from))
+            .take_while(|((op, _), _)| *op <= upto)
+            .all(|((_, a), (_, b))| a == b)
     }
 
     /// The entries after op-number `after` up to op-number `until`, at most
     /// `count_max` of them and at most `weight_max` of weight, but always at
-    /// least one if any.
+    /// least one if any. `after` is at least the base.
     pub fn chunk(
         &self,
         after: OpNumber,
@@ -102,6 +160,7 @@ impl<S: StateMachine> Log<S> {
         count_max: usize,
         weight_max: u32,
     ) -> Vec<Entry<S>> {
+        debug_assert!(after >= self.base);
         let mut weight = 0u64;
         let mut chunk = Vec::new();
         let available = usize::try_from(until.0.saturating_sub(after.0)).unwrap_or(usize::MAX);
@@ -125,11 +184,11 @@ impl<S: StateMachine> Log<S> {
     /// What a view change or recovery message carries of this log: every
     /// entry after `commit` (they may be uncommitted, so the receiver cannot
     /// get them elsewhere), and before those as many of the latest committed
-    /// entries as fit in `weight_max`. A receiver whose own commit-number
-    /// reaches the suffix's start needs nothing more; one that lags fetches
-    /// the committed entries in between.
+    /// entries as fit in `weight_max` (none before the base). A receiver
+    /// whose own commit-number reaches the suffix's start needs nothing more;
+    /// one that lags fetches the committed entries in between.
     pub fn suffix_for_message(&self, commit: CommitNumber, weight_max: u32) -> LogSuffix<S> {
-        debug_assert!(commit.as_op() <= self.op_number());
+        debug_assert!(commit.as_op() <= self.op_number() && self.base <= commit.as_op());
         let mut after = self.op_number();
         let mut weight = 0u64;
         for entry in self.entries.iter().rev() {
@@ -147,14 +206,17 @@ impl<S: StateMachine> Log<S> {
         }
     }
 
-    /// The first `after` entries of this log followed by `suffix`: the whole
-    /// log the suffix belongs to, if this log's first `after` entries are
-    /// that log's (the caller knows they are committed).
+    /// This log's entries up to op-number `suffix.after`, then `suffix`: the
+    /// whole log the suffix belongs to, if this log's entries up to `after`
+    /// are that log's (the caller knows they are committed). Suffix entries
+    /// at or below this log's base are dropped: the base stands for them.
     pub fn with_suffix(&self, suffix: LogSuffix<S>) -> Log<S> {
         debug_assert!(suffix.after <= self.op_number());
-        let mut entries = self.prefix(suffix.after).to_vec();
-        entries.extend(suffix.entries);
-        Log { entries }
+        let mut log = self.truncated(suffix.after.max(self.base));
+        let skip =
+            usize::try_from(self.base.0.saturating_sub(suffix.after.0)).unwrap_or(usize::MAX);
+        log.entries.extend(suffix.entries.into_iter().skip(skip));
+        log
     }
 }
 
@@ -175,11 +237,11 @@ pub struct LogSuffix<S: StateMachine> {
 }
 
 impl<S: StateMachine> LogSuffix<S> {
-    /// The whole of `log`, as a suffix after op-number 0.
+    /// Every entry `log` holds, as a suffix after its base.
     pub fn whole(log: &Log<S>) -> LogSuffix<S> {
         LogSuffix {
             op: log.op_number(),
-            after: OpNumber(0),
+            after: log.base,
             entries: log.entries.clone(),
         }
     }

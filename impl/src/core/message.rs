@@ -4,6 +4,7 @@
 //! without looking inside. The sender's id is on the [`Envelope`], so no record
 //! repeats it (the paper writes it as the last field, `i`).
 
+use super::checkpoint::CheckpointPart;
 use super::log::{Entry, LogSuffix};
 use super::state_machine::StateMachine;
 use super::types::{
@@ -53,6 +54,8 @@ pub enum Message<S: StateMachine> {
     GetState(GetState),
     NewState(NewState<S>),
     Ack(Ack),
+    GetCheckpoint(GetCheckpoint),
+    NewCheckpoint(NewCheckpoint<S>),
 }
 
 impl<S: StateMachine> Message<S> {
@@ -72,6 +75,8 @@ impl<S: StateMachine> Message<S> {
             Message::GetState(_) => "GetState",
             Message::NewState(_) => "NewState",
             Message::Ack(_) => "Ack",
+            Message::GetCheckpoint(_) => "GetCheckpoint",
+            Message::NewCheckpoint(_) => "NewCheckpoint",
         }
     }
 
@@ -89,6 +94,8 @@ impl<S: StateMachine> Message<S> {
             Message::RecoveryResponse(m) => Some(m.view),
             Message::GetState(m) => Some(m.view),
             Message::NewState(m) => Some(m.view),
+            Message::GetCheckpoint(m) => Some(m.view),
+            Message::NewCheckpoint(m) => Some(m.view),
             Message::Request(_) | Message::Recovery(_) | Message::Ack(_) => None,
         }
     }
@@ -110,6 +117,12 @@ impl<S: StateMachine> fmt::Debug for Message<S> {
             Message::GetState(m) => m.fmt(f),
             Message::NewState(m) => m.fmt(f),
             Message::Ack(m) => m.fmt(f),
+            Message::GetCheckpoint(m) => write!(
+                f,
+                "GetCheckpoint({:?}, {:?}, part {})",
+                m.view, m.commit, m.part
+            ),
+            Message::NewCheckpoint(m) => write!(f, "NewCheckpoint({:?}, {:?})", m.view, m.part),
         }
     }
 }
@@ -289,6 +302,30 @@ pub struct NewState<S: StateMachine> {
     pub op: OpNumber,
     /// The sender's commit-number.
     pub commit: CommitNumber,
+}
+
+/// GetCheckpoint(v, k, p): the sender, fetching the checkpoint at `commit`
+/// that this replica sent the first part of, asks for part `part`
+/// (spec/protocol.md, "Checkpoints").
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GetCheckpoint {
+    /// The asker's view-number, echoed in the answer.
+    pub view: View,
+    /// The checkpoint's op-number.
+    pub commit: CommitNumber,
+    /// The part wanted.
+    pub part: u32,
+}
+
+/// NewCheckpoint(v, part): a part of the sender's checkpoint, sent in place
+/// of entries it has discarded.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct NewCheckpoint<S: StateMachine> {
+    /// The asker's view-number.
+    pub view: View,
+    /// The part.
+    pub part: CheckpointPart<S>,
 }
 
 /// Ack: the delivery layer's confirmation that the envelope with this

@@ -5,6 +5,7 @@
 //! [`Replica::restart`], and everything the replica must do leaves as
 //! [`Effect`]s. One module per sub-protocol.
 
+mod checkpoint;
 mod client_table;
 mod config;
 mod delivery;
@@ -20,6 +21,7 @@ mod state_transfer;
 mod types;
 mod view_change;
 
+pub use checkpoint::{Checkpoint, CheckpointPart, Restore};
 pub use client_table::{ClientRecord, ClientTable};
 #[cfg(feature = "wrong-variants")]
 pub use config::Bug;
@@ -32,8 +34,9 @@ pub use invariants::{ReplicaCheck, Violation, replica_invariants};
 pub use io::{Effect, Input, Timer};
 pub use log::{Entry, Log, LogSuffix};
 pub use message::{
-    Ack, Commit, DoViewChange, Envelope, GetState, Message, NewState, Prepare, PrepareOk,
-    PrimaryState, Recovery, RecoveryResponse, Reply, Request, StartView, StartViewChange,
+    Ack, Commit, DoViewChange, Envelope, GetCheckpoint, GetState, Message, NewCheckpoint, NewState,
+    Prepare, PrepareOk, PrimaryState, Recovery, RecoveryResponse, Reply, Request, StartView,
+    StartViewChange,
 };
 pub use recovery::RecoveryProgress;
 pub use replica::{Replica, Status};
@@ -42,4 +45,4 @@ pub use state_transfer::CatchUp;
 pub use types::{
     ClientId, CommitNumber, MessageId, Nonce, OpNumber, ReplicaId, RequestNumber, View,
 };
-pub use view_change::{Candidate, ViewChangeCaches};
+pub use view_change::{Candidate, Fill, ViewChangeCaches};

@@ -6,7 +6,7 @@ use super::log::Entry;
 use super::message::{Commit, Message, Prepare, PrepareOk, Reply, Request};
 use super::replica::{Replica, Status};
 use super::state_machine::StateMachine;
-use super::types::{CommitNumber, ReplicaId};
+use super::types::{CommitNumber, OpNumber, ReplicaId};
 use tracing::debug;
 
 impl<S: StateMachine> Replica<S> {
@@ -138,7 +138,10 @@ impl<S: StateMachine> Replica<S> {
             let held = usize::try_from(op.0 + 1 - first).unwrap_or(usize::MAX);
             debug_assert!(
                 self.config.is_wrong_variant()
-                    || prepare.entries[..held] == self.log.entries()[(first - 1) as usize..],
+                    || self
+                        .log
+                        .entries_after(OpNumber(first - 1))
+                        .all(|(op, e)| prepare.entries[(op.0 - first) as usize] == *e),
                 "INV-SAME-VIEW-PREFIX: a Prepare disagrees with entries held in the same view"
             );
             for entry in prepare.entries.into_iter().skip(held) {

@@ -6,6 +6,7 @@
 //! [`recovery`](super::recovery), [`state_transfer`](super::state_transfer) and
 //! [`delivery`](super::delivery).
 
+use super::checkpoint::{Checkpoint, Restore};
 use super::client_table::ClientTable;
 use super::config::Config;
 use super::delivery::Delivery;
@@ -76,6 +77,13 @@ pub struct Replica<S: StateMachine> {
     pub(super) delivery: Delivery<S>,
     /// The application, with every committed operation applied.
     pub(super) app: S,
+    /// The latest checkpoint: the state at its commit-number, standing for
+    /// the log entries discarded (paper 5.1). None until one is taken or
+    /// fetched.
+    pub(super) checkpoint: Option<Checkpoint<S>>,
+    /// A checkpoint being fetched in place of entries another replica
+    /// discarded.
+    pub(super) restore: Option<Restore<S>>,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -121,6 +129,8 @@ impl<S: StateMachine> Replica<S> {
             catch_up: None,
             delivery: Delivery::default(),
             app: S::default(),
+            checkpoint: None,
+            restore: None,
         }
     }
 
@@ -167,6 +177,9 @@ impl<S: StateMachine> Replica<S> {
                 Message::NewState(m) if self.catch_up.is_some() => {
                     self.on_new_state(from, m, effects)
                 }
+                Message::NewCheckpoint(m) if self.catch_up.is_some() => {
+                    self.on_new_checkpoint(from, m, effects)
+                }
                 other => debug!(replica = ?self.id(), msg = other.name(), "ignore: recovering"),
             }
             return;
@@ -181,6 +194,8 @@ impl<S: StateMachine> Replica<S> {
             Message::Recovery(m) => self.on_recovery(from, m, effects),
             Message::GetState(m) => self.on_get_state(from, m, effects),
             Message::NewState(m) => self.on_new_state(from, m, effects),
+            Message::GetCheckpoint(m) => self.on_get_checkpoint(from, m, effects),
+            Message::NewCheckpoint(m) => self.on_new_checkpoint(from, m, effects),
             Message::RecoveryResponse(_) => {
                 debug!(replica = ?self.id(), "ignore RecoveryResponse: not recovering")
             }
@@ -234,6 +249,7 @@ impl<S: StateMachine> Replica<S> {
                 }));
             }
         }
+        self.checkpoint_if_due();
     }
 
     /// Replaces the view-dependent bookkeeping on entering `view` with `status`:
@@ -249,6 +265,7 @@ impl<S: StateMachine> Replica<S> {
         self.view_change.clear();
         self.prepare_oks.clear();
         self.catch_up = None;
+        self.restore = None;
         self.forget_older_views(view, effects);
         let (set, cancel): (&[Timer], &[Timer]) = match status {
             Status::ViewChange => (
@@ -297,6 +314,16 @@ impl<S: StateMachine> Replica<S> {
     /// Its commit-number.
     pub fn commit_number(&self) -> CommitNumber {
         self.commit
+    }
+
+    /// Its latest checkpoint.
+    pub fn checkpoint(&self) -> Option<&Checkpoint<S>> {
+        self.checkpoint.as_ref()
+    }
+
+    /// The checkpoint it is fetching, if any.
+    pub fn restore(&self) -> Option<&Restore<S>> {
+        self.restore.as_ref()
     }
 
     /// Its log.

@@ -22,12 +22,25 @@ pub trait StateMachine: Clone + Debug + Default + Eq + Hash {
     /// randomness, no I/O.
     fn apply(&mut self, operation: &Self::Operation) -> Self::Output;
 
+    /// Operations that, applied in order to the initial (default) state,
+    /// rebuild this state: how a checkpoint travels to a replica that lacks
+    /// the entries it stands for. Deterministic: the same state gives the
+    /// same operations.
+    fn rebuild(&self) -> Vec<Self::Operation>;
+
     /// How much of a message's budget (`Config::message_weight_max`) a log
     /// entry holding `operation` takes. The runtime's state machines give an
     /// upper bound on the entry's encoded size in bytes; the default counts
     /// entries.
     fn weight(operation: &Self::Operation) -> u32 {
         let _ = operation;
+        1
+    }
+
+    /// The same for an output, as a checkpoint's client-table rows carry
+    /// them.
+    fn output_weight(output: &Self::Output) -> u32 {
+        let _ = output;
         1
     }
 }

@@ -10,8 +10,9 @@
 //! that claimed the new view with a log cut back to its commit-number could
 //! win the next view change with a log lacking committed entries.
 
+use super::checkpoint::Checkpoint;
 use super::io::{Effect, Timer};
-use super::log::{Entry, Log};
+use super::log::Entry;
 use super::message::{GetState, Message, NewState, PrepareOk};
 use super::replica::{Replica, Status};
 use super::state_machine::StateMachine;
@@ -22,14 +23,30 @@ use tracing::{debug, info};
 /// A catch-up under way: the new view's entries after `base`, as fetched.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CatchUp<S: StateMachine> {
-    /// The commit-number when the catch-up began; entries up to it are
-    /// committed and so the same in the new view's log.
+    /// The commit-number when the catch-up began (entries up to it are
+    /// committed and so the same in the new view's log), or the fetched
+    /// checkpoint's.
     base: CommitNumber,
     /// The new view's entries at op-numbers base + 1, base + 2, ...
     entries: Vec<Entry<S>>,
+    /// A checkpoint fetched because the entries after the commit-number were
+    /// compacted away at the sender: it stands for every entry up to `base`.
+    checkpoint: Option<Checkpoint<S>>,
 }
 
 impl<S: StateMachine> CatchUp<S> {
+    /// Starts over from a fetched checkpoint.
+    pub(super) fn restart_from(&mut self, checkpoint: Checkpoint<S>) {
+        self.base = checkpoint.commit;
+        self.entries.clear();
+        self.checkpoint = Some(checkpoint);
+    }
+
+    /// The fetched checkpoint, if any.
+    pub fn checkpoint(&self) -> Option<&Checkpoint<S>> {
+        self.checkpoint.as_ref()
+    }
+
     /// The commit-number the staged entries follow.
     pub fn base(&self) -> CommitNumber {
         self.base
@@ -81,6 +98,7 @@ impl<S: StateMachine> Replica<S> {
         self.catch_up = Some(CatchUp {
             base: self.commit,
             entries: Vec::new(),
+            checkpoint: None,
         });
         self.request_state_after(from, self.commit.as_op(), effects);
     }
@@ -110,6 +128,7 @@ impl<S: StateMachine> Replica<S> {
         self.catch_up = Some(CatchUp {
             base: self.commit,
             entries: Vec::new(),
+            checkpoint: None,
         });
         self.request_state_after(primary, OpNumber(0), effects);
     }
@@ -120,7 +139,12 @@ impl<S: StateMachine> Replica<S> {
         self.request_state_after(from, self.op_number(), effects);
     }
 
-    fn request_state_after(&mut self, from: ReplicaId, op: OpNumber, effects: &mut Vec<Effect<S>>) {
+    pub(super) fn request_state_after(
+        &mut self,
+        from: ReplicaId,
+        op: OpNumber,
+        effects: &mut Vec<Effect<S>>,
+    ) {
         let get = GetState {
             view: self.view,
             op,
@@ -141,6 +165,12 @@ impl<S: StateMachine> Replica<S> {
     ) {
         if let Some(reason) = self.ignore_get_state(from, &get) {
             debug!(replica = ?self.id(), ?from, view = ?get.view, op = ?get.op, reason, "ignore GetState");
+            return;
+        }
+        if self.discarded(get.op) {
+            // The entries asked for are compacted away: the checkpoint that
+            // stands for them goes instead, then the entries after it.
+            self.send_checkpoint_part(from, get.view, 0, effects);
             return;
         }
         let max = usize::try_from(self.config.state_transfer_entries_max()).unwrap_or(usize::MAX);
@@ -240,10 +270,23 @@ impl<S: StateMachine> Replica<S> {
         }
         match self.catch_up.take() {
             Some(catch_up) => {
-                let mut log = Log::from_entries(self.log.prefix(catch_up.base.as_op()).to_vec());
-                for entry in catch_up.entries {
-                    log.push(entry);
-                }
+                let log = match catch_up.checkpoint {
+                    Some(checkpoint) => {
+                        // The view's log from the checkpoint on; the state
+                        // it stands for replaces this replica's, all of it
+                        // committed.
+                        let log = Self::log_after_checkpoint(&checkpoint, catch_up.entries);
+                        self.install_checkpoint(checkpoint);
+                        log
+                    }
+                    None => {
+                        let mut log = self.log.truncated(catch_up.base.as_op());
+                        for entry in catch_up.entries {
+                            log.push(entry);
+                        }
+                        log
+                    }
+                };
                 info!(replica = ?self.id(), view = ?self.view, op = ?log.op_number(), "caught up with the view");
                 let commit = new_state.commit.max(self.commit);
                 if self.status == Status::Recovering {
@@ -311,25 +354,27 @@ impl<S: StateMachine> Replica<S> {
         {
             return Some("nothing new (duplicate or stale)");
         }
-        let overlap = usize::try_from(holds.0 - new_state.after.0).unwrap_or(usize::MAX);
-        let ours: Vec<&Entry<S>> = match &self.catch_up {
-            Some(catch_up) => {
-                let skip = usize::try_from(new_state.after.0.saturating_sub(catch_up.base.0))
-                    .unwrap_or(usize::MAX);
-                catch_up.entries.iter().skip(skip).collect()
-            }
-            None => self
-                .log
-                .entries_after(new_state.after)
-                .map(|(_, e)| e)
-                .collect(),
-        };
-        let agrees = new_state
+        // The entries both hold, compared at the same op-numbers: from the
+        // later of the answer's start and what this replica still holds (a
+        // compacted log holds nothing up to its base).
+        let from = match &self.catch_up {
+            Some(catch_up) => catch_up.base.as_op(),
+            None => self.log.base(),
+        }
+        .max(new_state.after);
+        let overlap = usize::try_from(holds.0.saturating_sub(from.0)).unwrap_or(usize::MAX);
+        let theirs = new_state
             .entries
             .iter()
-            .take(overlap)
-            .zip(ours)
-            .all(|(a, b)| a == b);
+            .skip(usize::try_from(from.0 - new_state.after.0).unwrap_or(usize::MAX));
+        let ours: Vec<&Entry<S>> = match &self.catch_up {
+            Some(catch_up) => {
+                let skip = usize::try_from(from.0 - catch_up.base.0).unwrap_or(usize::MAX);
+                catch_up.entries.iter().skip(skip).collect()
+            }
+            None => self.log.entries_after(from).map(|(_, e)| e).collect(),
+        };
+        let agrees = theirs.take(overlap).zip(ours).all(|(a, b)| a == b);
         debug_assert!(
             agrees || self.config.is_wrong_variant(),
             "INV-SAME-VIEW-PREFIX: NewState disagrees with entries held in the same view"

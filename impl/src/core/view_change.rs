@@ -1,6 +1,7 @@
 //! The view change (paper 4.2; spec/protocol.md, "View change"), with the
 //! per-message-type de-duplication caches of the design notes.
 
+use super::checkpoint::Checkpoint;
 use super::io::{Effect, Timer};
 use super::log::{Entry, Log, LogSuffix};
 use super::message::{
@@ -31,7 +32,27 @@ pub struct ViewChangeCaches<S: StateMachine> {
     /// Once f + 1 DoViewChange have counted but the best log's suffix starts
     /// beyond this replica's commit-number: the committed entries after its
     /// commit-number fetched so far from the best log's sender.
-    fill: Option<Vec<Entry<S>>>,
+    fill: Option<Fill<S>>,
+}
+
+/// What primary(v) has fetched of the committed entries its chosen log left
+/// out: the entries after its commit-number, or, when those were compacted
+/// away at the sender, the sender's checkpoint and the entries after it.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Fill<S: StateMachine> {
+    /// A checkpoint fetched in place of compacted entries.
+    pub checkpoint: Option<Checkpoint<S>>,
+    /// The entries fetched, following the commit-number or the checkpoint.
+    pub entries: Vec<Entry<S>>,
+}
+
+impl<S: StateMachine> fmt::Debug for Fill<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(checkpoint) = &self.checkpoint {
+            write!(f, "{checkpoint:?}+")?;
+        }
+        write!(f, "{:?}", self.entries)
+    }
 }
 
 /// The best log offered so far in DoViewChange messages.
@@ -95,8 +116,18 @@ impl<S: StateMachine> ViewChangeCaches<S> {
 
     /// The committed entries fetched so far for the best log, once f + 1
     /// DoViewChange have counted and this replica lacks some.
-    pub fn fill(&self) -> Option<&[Entry<S>]> {
-        self.fill.as_deref()
+    pub fn fill(&self) -> Option<&Fill<S>> {
+        self.fill.as_ref()
+    }
+
+    /// The op-number the fill's entries follow: this replica's
+    /// commit-number, or a fetched checkpoint's.
+    pub(super) fn fill_base(&self, commit: CommitNumber) -> OpNumber {
+        self.fill
+            .as_ref()
+            .and_then(|f| f.checkpoint.as_ref())
+            .map_or(commit, |c| c.commit)
+            .as_op()
     }
 
     pub(super) fn clear(&mut self) {
@@ -311,17 +342,40 @@ impl<S: StateMachine> Replica<S> {
             "this replica's own suffix starts within its commit-number"
         );
         info!(replica = ?self.id(), view = ?self.view, commit = ?self.commit, after = ?best.log.after, ?source, "the chosen log starts beyond this replica's commit-number: fetching the committed entries in between");
-        self.view_change.fill = Some(Vec::new());
+        self.view_change.fill = Some(Fill::default());
         self.fetch_committed(source, effects);
     }
 
+    /// The op-number the fill holds up to.
+    fn fill_held(&self) -> OpNumber {
+        let base = self.view_change.fill_base(self.commit);
+        let fetched = self
+            .view_change
+            .fill
+            .as_ref()
+            .map_or(0, |f| f.entries.len());
+        OpNumber(base.0 + fetched as u64)
+    }
+
     fn fetch_committed(&mut self, source: ReplicaId, effects: &mut Vec<Effect<S>>) {
-        let held = self.view_change.fill.as_ref().map_or(0, Vec::len);
         let get = GetState {
             view: self.view,
-            op: OpNumber(self.commit.0 + held as u64),
+            op: self.fill_held(),
         };
         self.send(source, Message::GetState(get), effects);
+    }
+
+    /// The chosen log's sender had compacted the entries asked for and sent
+    /// its checkpoint: the fill goes on from there.
+    pub(super) fn fill_from_checkpoint(
+        &mut self,
+        checkpoint: Checkpoint<S>,
+        effects: &mut Vec<Effect<S>>,
+    ) {
+        let fill = self.view_change.fill.as_mut().expect("filling");
+        fill.entries.clear();
+        fill.checkpoint = Some(checkpoint);
+        self.fill_progressed(effects);
     }
 
     /// NewState while primary(v) fills in the committed entries the chosen
@@ -334,7 +388,7 @@ impl<S: StateMachine> Replica<S> {
         new_state: NewState<S>,
         effects: &mut Vec<Effect<S>>,
     ) {
-        let (Some(best), Some(fill)) = (&self.view_change.best, &self.view_change.fill) else {
+        let Some(best) = &self.view_change.best else {
             unreachable!("called while filling");
         };
         let (source, until) = (
@@ -342,7 +396,7 @@ impl<S: StateMachine> Replica<S> {
                 .expect("a suffix beyond the commit-number keeps its sender"),
             best.log.after,
         );
-        let held = OpNumber(self.commit.0 + fill.len() as u64);
+        let held = self.fill_held();
         let reaches = new_state
             .after
             .0
@@ -360,19 +414,47 @@ impl<S: StateMachine> Replica<S> {
             debug!(replica = ?self.id(), ?from, after = ?new_state.after, reason, "ignore NewState");
             return;
         }
-        let wanted = usize::try_from(until.0 - held.0).unwrap_or(usize::MAX);
+        let wanted = usize::try_from(until.0.saturating_sub(held.0)).unwrap_or(usize::MAX);
         let fill = self.view_change.fill.as_mut().expect("filling");
-        fill.extend(new_state.entries.into_iter().take(wanted));
+        fill.entries
+            .extend(new_state.entries.into_iter().take(wanted));
+        self.fill_progressed(effects);
+    }
+
+    /// The fill grew: ask for more, or, once it reaches the chosen suffix,
+    /// assemble the view's log and start the view.
+    fn fill_progressed(&mut self, effects: &mut Vec<Effect<S>>) {
         // Progress: a long fill may take more than one view-change timeout.
         effects.push(Effect::SetTimer(Timer::ViewChangeTimeout));
-        if self.commit.0 + (fill.len() as u64) < until.0 {
+        let best = self.view_change.best.as_ref().expect("filling");
+        let (source, until) = (
+            best.from
+                .expect("a suffix beyond the commit-number keeps its sender"),
+            best.log.after,
+        );
+        if self.fill_held() < until {
             self.fetch_committed(source, effects);
             return;
         }
-        let mut entries = self.log.prefix(self.commit.as_op()).to_vec();
-        entries.extend(self.view_change.fill.take().unwrap_or_default());
+        let fill = self.view_change.fill.take().expect("filling");
+        let log = match fill.checkpoint {
+            Some(checkpoint) => {
+                // The checkpoint stands for every entry up to it, all
+                // committed: it replaces this replica's state.
+                let log = Self::log_after_checkpoint(&checkpoint, fill.entries);
+                self.install_checkpoint(checkpoint);
+                log
+            }
+            None => {
+                let mut log = self.log.truncated(self.commit.as_op());
+                for entry in fill.entries {
+                    log.push(entry);
+                }
+                log
+            }
+        };
         let best = self.view_change.best.as_ref().expect("filling");
-        let log = Log::from_entries(entries).with_suffix(best.log.clone());
+        let log = log.with_suffix(best.log.clone());
         info!(replica = ?self.id(), view = ?self.view, "fetched the committed entries the chosen log left out");
         self.start_view_with(log, effects);
     }
@@ -426,7 +508,7 @@ impl<S: StateMachine> Replica<S> {
     /// Whether `log` holds this replica's committed entries unchanged.
     fn keeps_committed_prefix(&self, log: &Log<S>) -> bool {
         let committed = self.commit.as_op();
-        committed <= log.op_number() && self.log.prefix(committed) == log.prefix(committed)
+        self.log.agrees_with(log, committed)
     }
 
     /// Enters Normal status in `view` as a backup with `log`, the view's log

@@ -232,6 +232,7 @@ impl ClusterConfig {
             wire::STATE_TRANSFER_ENTRIES_MAX,
         )
         .and_then(|config| config.with_message_weight_max(wire::MESSAGE_WEIGHT_MAX))
+        .and_then(|config| config.with_checkpoint_interval(wire::CHECKPOINT_INTERVAL))
         .map_err(|_| ConfigFileError::UnknownId {
             id,
             replica_count: self.addresses.len(),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The format version this build speaks.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// No datagram is larger: below the IPv4 UDP payload limit with room to spare.
 pub const DATAGRAM_MAX: usize = 60_000;
@@ -32,6 +32,11 @@ pub const MESSAGE_WEIGHT_MAX: u32 = (DATAGRAM_MAX - 512) as u32;
 /// The replicas' bound on entries per NewState; the weight bound above is
 /// the one that usually applies.
 pub const STATE_TRANSFER_ENTRIES_MAX: u32 = 4096;
+
+/// The replicas take a checkpoint every this many executed entries and
+/// compact their logs behind the previous one, so a replica holds at most
+/// about twice this many entries (paper 5.1).
+pub const CHECKPOINT_INTERVAL: u64 = 100_000;
 
 /// What travels in one datagram: the key-value store's messages in the
 /// runtime; the model's replay sends its register's through the same format.

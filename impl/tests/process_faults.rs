@@ -29,6 +29,8 @@ use vr::runtime::ClusterConfig;
 use vr::runtime::wire::StatusReport;
 
 const REPLICAS: u8 = 3;
+/// Executed entries between checkpoints in this test's cluster.
+const CHECKPOINT_INTERVAL: u64 = 2_000;
 const CLIENTS: &str = "8";
 /// Few keys, so that clients often meet on one.
 const KEYS: &str = "20";
@@ -99,7 +101,10 @@ impl Cluster {
             .collect();
         let addresses = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
         drop(sockets);
-        let config = ClusterConfig::new(cluster_id, addresses).unwrap();
+        let mut config = ClusterConfig::new(cluster_id, addresses).unwrap();
+        // Checkpoints every few thousand operations, so that the faults meet
+        // compacted logs: a restarted replica recovers from a checkpoint.
+        config.checkpoint_interval = CHECKPOINT_INTERVAL;
         let config_path = dir.join("cluster.toml");
         std::fs::write(&config_path, config.to_toml()).unwrap();
         let mut cluster = Cluster {

@@ -137,6 +137,10 @@ struct ModelArgs {
     /// the uncommitted ones (default: no bound, whole logs).
     #[arg(long)]
     message_weight_max: Option<u32>,
+    /// A checkpoint every N executed entries, compacting the log (default:
+    /// never).
+    #[arg(long)]
+    checkpoint_interval: Option<u64>,
     /// Replicas 0 .. N are down from the start (their failure precedes
     /// everything else).
     #[arg(long)]
@@ -183,6 +187,7 @@ impl ModelArgs {
             .state_transfer_entries_max
             .unwrap_or(cfg.state_transfer_entries_max);
         cfg.message_weight_max = self.message_weight_max.unwrap_or(cfg.message_weight_max);
+        cfg.checkpoint_interval = self.checkpoint_interval.unwrap_or(cfg.checkpoint_interval);
         cfg.validate()?;
         cfg.replica_config().map_err(|e| e.to_string())?;
         Ok((scenario, cfg))

@@ -42,6 +42,9 @@ pub struct ModelConfig {
     /// RecoveryResponse beyond the uncommitted ones (each entry weighs 1
     /// here); the default, no bound, sends whole logs.
     pub message_weight_max: u32,
+    /// A checkpoint every this many executed entries, compacting the log
+    /// (the default, `u64::MAX`, never).
+    pub checkpoint_interval: u64,
     /// Replicas 0 .. down are down from the start and never run: the
     /// primary of view 0 (and more) has failed before anything happened.
     pub down: u8,
@@ -63,6 +66,7 @@ impl Default for ModelConfig {
             attempts_max: 2,
             state_transfer_entries_max: 1,
             message_weight_max: vr::core::MESSAGE_WEIGHT_MAX_DEFAULT,
+            checkpoint_interval: u64::MAX,
             down: 0,
             crash_only: None,
         }
@@ -144,9 +148,10 @@ impl ModelConfig {
         if self.attempts_max == 0
             || self.state_transfer_entries_max == 0
             || self.message_weight_max == 0
+            || self.checkpoint_interval == 0
         {
             return Err(
-                "--attempts-max, --state-transfer-entries-max and --message-weight-max must be at least 1"
+                "--attempts-max, --state-transfer-entries-max, --message-weight-max and --checkpoint-interval must be at least 1"
                     .into(),
             );
         }
@@ -169,7 +174,8 @@ impl ModelConfig {
             self.attempts_max,
             self.state_transfer_entries_max,
         )?
-        .with_message_weight_max(self.message_weight_max)
+        .with_message_weight_max(self.message_weight_max)?
+        .with_checkpoint_interval(self.checkpoint_interval)
     }
 
     /// The model, with the replicas configured by [`replica_config`].

@@ -29,6 +29,9 @@ pub struct Checkpoint<S: StateMachine> {
     pub app: S,
     /// The client table then.
     pub client_table: ClientTable<S>,
+    /// The parts it travels in, cut once when it is made: answering a
+    /// request for one costs a lookup, not a rebuild of the state.
+    parts: std::sync::Arc<[CheckpointPart<S>]>,
 }
 
 impl<S: StateMachine> fmt::Debug for Checkpoint<S> {
@@ -69,31 +72,69 @@ impl<S: StateMachine> fmt::Debug for CheckpointPart<S> {
 }
 
 impl<S: StateMachine> Checkpoint<S> {
-    /// Its parts, each within `count_max` items and `weight_max` weight (an
-    /// item heavier than that goes alone). Deterministic, so that parts asked
-    /// for one at a time fit together.
-    pub fn parts(&self, count_max: usize, weight_max: u32) -> Vec<CheckpointPart<S>> {
+    /// The checkpoint of `app` and `client_table` at `commit`, cut into
+    /// parts of at most `count_max` items and `weight_max` weight.
+    pub fn new(
+        commit: CommitNumber,
+        app: S,
+        client_table: ClientTable<S>,
+        count_max: usize,
+        weight_max: u32,
+    ) -> Checkpoint<S> {
+        let parts = cut(commit, &app, &client_table, count_max, weight_max).into();
+        Checkpoint {
+            commit,
+            app,
+            client_table,
+            parts,
+        }
+    }
+
+    /// Its parts, in order.
+    pub fn parts(&self) -> &[CheckpointPart<S>] {
+        &self.parts
+    }
+}
+
+/// The parts of a checkpoint, each within `count_max` items and
+/// `weight_max` weight (an item heavier than that goes alone).
+/// Deterministic.
+fn cut<S: StateMachine>(
+    commit: CommitNumber,
+    app: &S,
+    client_table: &ClientTable<S>,
+    count_max: usize,
+    weight_max: u32,
+) -> Vec<CheckpointPart<S>> {
+    let empty_part = |index: u32| CheckpointPart {
+        commit,
+        index,
+        last: false,
+        operations: Vec::new(),
+        clients: Vec::new(),
+    };
+    {
         let mut parts = Vec::new();
-        let mut current = self.empty_part(0);
+        let mut current = empty_part(0);
         let mut weight = 0u64;
         let mut count = 0usize;
         let full = |weight: u64, count: usize, add: u64| {
             count > 0 && (count >= count_max || weight + add > u64::from(weight_max))
         };
-        for operation in self.app.rebuild() {
+        for operation in app.rebuild() {
             let add = u64::from(S::weight(&operation));
             if full(weight, count, add) {
-                let next = self.empty_part(current.index + 1);
+                let next = empty_part(current.index + 1);
                 parts.push(std::mem::replace(&mut current, next));
                 (weight, count) = (0, 0);
             }
             current.operations.push(operation);
             (weight, count) = (weight + add, count + 1);
         }
-        for (client, record) in self.client_table.rows() {
+        for (client, record) in client_table.rows() {
             let add = u64::from(S::output_weight(&record.output)) + 24;
             if full(weight, count, add) {
-                let next = self.empty_part(current.index + 1);
+                let next = empty_part(current.index + 1);
                 parts.push(std::mem::replace(&mut current, next));
                 (weight, count) = (0, 0);
             }
@@ -103,16 +144,6 @@ impl<S: StateMachine> Checkpoint<S> {
         current.last = true;
         parts.push(current);
         parts
-    }
-
-    fn empty_part(&self, index: u32) -> CheckpointPart<S> {
-        CheckpointPart {
-            commit: self.commit,
-            index,
-            last: false,
-            operations: Vec::new(),
-            clients: Vec::new(),
-        }
     }
 }
 
@@ -164,11 +195,8 @@ impl<S: StateMachine> Replica<S> {
         }
         self.log.discard_through(last.as_op());
         debug!(replica = ?self.id(), commit = ?self.commit, base = ?self.log.base(), "checkpoint taken; log compacted");
-        self.checkpoint = Some(Checkpoint {
-            commit: self.commit,
-            app: self.app.clone(),
-            client_table: self.client_table.clone(),
-        });
+        self.checkpoint =
+            Some(self.make_checkpoint(self.commit, self.app.clone(), self.client_table.clone()));
     }
 
     /// Sends part `index` of this replica's checkpoint to `to`, for `view`
@@ -184,12 +212,7 @@ impl<S: StateMachine> Replica<S> {
             debug!(replica = ?self.id(), ?to, "no checkpoint to send");
             return;
         };
-        let count = usize::try_from(self.config.state_transfer_entries_max()).unwrap_or(usize::MAX);
-        let Some(part) = checkpoint
-            .parts(count, self.config.message_weight_max())
-            .into_iter()
-            .nth(index as usize)
-        else {
+        let Some(part) = checkpoint.parts().get(index as usize).cloned() else {
             debug!(replica = ?self.id(), ?to, index, "ignore GetCheckpoint: no such part");
             return;
         };
@@ -312,17 +335,19 @@ impl<S: StateMachine> Replica<S> {
             restore.client_table.set_row(client, record);
         }
         restore.next += 1;
+        if matches!(fetcher, Fetcher::CatchUp | Fetcher::Fill) && self.status == Status::ViewChange
+        {
+            // Progress: a long transfer may take more than one view-change
+            // timeout.
+            effects.push(Effect::SetTimer(super::io::Timer::ViewChangeTimeout));
+        }
         if !part.last {
             let next = restore.next;
             self.ask_checkpoint_part(from, part.commit, next, effects);
             return;
         }
         let restore = self.restore.take().expect("set above");
-        let checkpoint = Checkpoint {
-            commit: restore.commit,
-            app: restore.app,
-            client_table: restore.client_table,
-        };
+        let checkpoint = self.make_checkpoint(restore.commit, restore.app, restore.client_table);
         info!(replica = ?self.id(), commit = ?checkpoint.commit, "checkpoint received");
         match fetcher {
             Fetcher::Backup => {
@@ -339,6 +364,23 @@ impl<S: StateMachine> Replica<S> {
             }
             Fetcher::Fill => self.fill_from_checkpoint(checkpoint, effects),
         }
+    }
+
+    /// A checkpoint cut into parts as this replica's configuration says.
+    fn make_checkpoint(
+        &self,
+        commit: CommitNumber,
+        app: S,
+        client_table: ClientTable<S>,
+    ) -> Checkpoint<S> {
+        let count = usize::try_from(self.config.state_transfer_entries_max()).unwrap_or(usize::MAX);
+        Checkpoint::new(
+            commit,
+            app,
+            client_table,
+            count,
+            self.config.message_weight_max(),
+        )
     }
 
     fn ask_checkpoint_part(

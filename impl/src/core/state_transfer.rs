@@ -125,6 +125,9 @@ impl<S: StateMachine> Replica<S> {
         }
         info!(replica = ?self.id(), ?view, "recovering: fetching the primary's log");
         self.view = view;
+        // A checkpoint half fetched from the old view's primary is dropped:
+        // the new one's may be cut differently.
+        self.restore = None;
         self.catch_up = Some(CatchUp {
             base: self.commit,
             entries: Vec::new(),

@@ -27,6 +27,9 @@ pub struct ClusterConfig {
     /// How long each timer runs: the file's optional `[timers]` table, or
     /// the defaults.
     pub timers: Settings,
+    /// Executed entries between checkpoints: the file's optional
+    /// `checkpoint_interval`, or [`wire::CHECKPOINT_INTERVAL`].
+    pub checkpoint_interval: u64,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +40,7 @@ struct File {
     replicas: Vec<FileReplica>,
     #[serde(default)]
     timers: FileTimers,
+    checkpoint_interval: Option<u64>,
 }
 
 /// `[timers]`: each in milliseconds; a missing one keeps its default.
@@ -149,6 +153,15 @@ impl ClusterConfig {
         }
         let mut config = ClusterConfig::new(file.cluster_id, addresses)?;
         config.timers = file.timers.resolve()?;
+        match file.checkpoint_interval {
+            Some(0) => {
+                return Err(ConfigFileError::Parse(
+                    "checkpoint_interval must be at least 1".into(),
+                ));
+            }
+            Some(interval) => config.checkpoint_interval = interval,
+            None => {}
+        }
         Ok(config)
     }
 
@@ -185,6 +198,7 @@ impl ClusterConfig {
             cluster_id,
             addresses,
             timers: Settings::default(),
+            checkpoint_interval: wire::CHECKPOINT_INTERVAL,
         })
     }
 
@@ -232,7 +246,7 @@ impl ClusterConfig {
             wire::STATE_TRANSFER_ENTRIES_MAX,
         )
         .and_then(|config| config.with_message_weight_max(wire::MESSAGE_WEIGHT_MAX))
-        .and_then(|config| config.with_checkpoint_interval(wire::CHECKPOINT_INTERVAL))
+        .and_then(|config| config.with_checkpoint_interval(self.checkpoint_interval))
         .map_err(|_| ConfigFileError::UnknownId {
             id,
             replica_count: self.addresses.len(),
@@ -242,6 +256,12 @@ impl ClusterConfig {
     /// The configuration as a file.
     pub fn to_toml(&self) -> String {
         let mut text = format!("cluster_id = {}\n", self.cluster_id);
+        if self.checkpoint_interval != wire::CHECKPOINT_INTERVAL {
+            text.push_str(&format!(
+                "checkpoint_interval = {}\n",
+                self.checkpoint_interval
+            ));
+        }
         for (id, address) in self.addresses.iter().enumerate() {
             text.push_str(&format!(
                 "\n[[replica]]\nid = {id}\naddress = \"{address}\"\n"
@@ -437,6 +457,15 @@ address = "127.0.0.1:7002"
             ClusterConfig::parse(THREE).unwrap().timers,
             Settings::default()
         );
+    }
+
+    #[test]
+    fn a_checkpoint_interval_is_read_and_round_trips() {
+        let config = ClusterConfig::parse(&format!("checkpoint_interval = 500\n{THREE}")).unwrap();
+        assert_eq!(config.checkpoint_interval, 500);
+        assert_eq!(config.core_config(0).unwrap().checkpoint_interval(), 500);
+        assert_eq!(ClusterConfig::parse(&config.to_toml()).unwrap(), config);
+        assert!(ClusterConfig::parse(&format!("checkpoint_interval = 0\n{THREE}")).is_err());
     }
 
     #[test]

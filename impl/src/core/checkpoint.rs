@@ -113,38 +113,36 @@ fn cut<S: StateMachine>(
         operations: Vec::new(),
         clients: Vec::new(),
     };
-    {
-        let mut parts = Vec::new();
-        let mut current = empty_part(0);
-        let mut weight = 0u64;
-        let mut count = 0usize;
-        let full = |weight: u64, count: usize, add: u64| {
-            count > 0 && (count >= count_max || weight + add > u64::from(weight_max))
-        };
-        for operation in app.rebuild() {
-            let add = u64::from(S::weight(&operation));
-            if full(weight, count, add) {
-                let next = empty_part(current.index + 1);
-                parts.push(std::mem::replace(&mut current, next));
-                (weight, count) = (0, 0);
-            }
-            current.operations.push(operation);
-            (weight, count) = (weight + add, count + 1);
+    // The operations that rebuild the state, then the client-table rows,
+    // each with its weight.
+    let operations = app
+        .rebuild()
+        .into_iter()
+        .map(|op| (u64::from(S::weight(&op)), Ok(op)));
+    let rows = client_table.rows().map(|(c, r)| {
+        (
+            u64::from(S::output_weight(&r.output)) + 24,
+            Err((c, r.clone())),
+        )
+    });
+    let mut parts = Vec::new();
+    let mut current = empty_part(0);
+    let (mut weight, mut count) = (0u64, 0usize);
+    for (add, item) in operations.chain(rows) {
+        if count > 0 && (count >= count_max || weight + add > u64::from(weight_max)) {
+            let next = empty_part(current.index + 1);
+            parts.push(std::mem::replace(&mut current, next));
+            (weight, count) = (0, 0);
         }
-        for (client, record) in client_table.rows() {
-            let add = u64::from(S::output_weight(&record.output)) + 24;
-            if full(weight, count, add) {
-                let next = empty_part(current.index + 1);
-                parts.push(std::mem::replace(&mut current, next));
-                (weight, count) = (0, 0);
-            }
-            current.clients.push((client, record.clone()));
-            (weight, count) = (weight + add, count + 1);
+        match item {
+            Ok(operation) => current.operations.push(operation),
+            Err(row) => current.clients.push(row),
         }
-        current.last = true;
-        parts.push(current);
-        parts
+        (weight, count) = (weight + add, count + 1);
     }
+    current.last = true;
+    parts.push(current);
+    parts
 }
 
 /// A checkpoint being received, part by part.
@@ -411,12 +409,25 @@ impl<S: StateMachine> Replica<S> {
         self.checkpoint = Some(checkpoint);
     }
 
-    /// The log a fetched checkpoint and the entries after it make.
-    pub(super) fn log_after_checkpoint(
-        checkpoint: &Checkpoint<S>,
+    /// The log that staged `entries` make: after this replica's own log up
+    /// to `base` (its commit-number, so those entries are committed), or,
+    /// when a checkpoint was fetched in place of compacted entries, after
+    /// that checkpoint, which then replaces this replica's state (all of it
+    /// committed). Used by a catch-up and by a fill once they are whole.
+    pub(super) fn install_staged(
+        &mut self,
+        checkpoint: Option<Checkpoint<S>>,
+        base: OpNumber,
         entries: Vec<Entry<S>>,
     ) -> Log<S> {
-        let mut log = Log::empty_after(checkpoint.commit.as_op());
+        let mut log = match checkpoint {
+            Some(checkpoint) => {
+                debug_assert_eq!(checkpoint.commit.as_op(), base);
+                self.install_checkpoint(checkpoint);
+                Log::empty_after(base)
+            }
+            None => self.log.truncated(base),
+        };
         for entry in entries {
             log.push(entry);
         }

@@ -98,9 +98,10 @@ impl<S: StateMachine> Log<S> {
 
     /// This log cut back to op-number `op` (at least its base).
     pub fn truncated(&self, op: OpNumber) -> Log<S> {
-        let mut log = self.clone();
-        log.truncate(op.as_commit());
-        log
+        Log {
+            base: self.base,
+            entries: self.prefix(op).to_vec(),
+        }
     }
 
     /// Discards the entries up to op-number `op` (a checkpoint stands for

@@ -273,23 +273,11 @@ impl<S: StateMachine> Replica<S> {
         }
         match self.catch_up.take() {
             Some(catch_up) => {
-                let log = match catch_up.checkpoint {
-                    Some(checkpoint) => {
-                        // The view's log from the checkpoint on; the state
-                        // it stands for replaces this replica's, all of it
-                        // committed.
-                        let log = Self::log_after_checkpoint(&checkpoint, catch_up.entries);
-                        self.install_checkpoint(checkpoint);
-                        log
-                    }
-                    None => {
-                        let mut log = self.log.truncated(catch_up.base.as_op());
-                        for entry in catch_up.entries {
-                            log.push(entry);
-                        }
-                        log
-                    }
-                };
+                let log = self.install_staged(
+                    catch_up.checkpoint,
+                    catch_up.base.as_op(),
+                    catch_up.entries,
+                );
                 info!(replica = ?self.id(), view = ?self.view, op = ?log.op_number(), "caught up with the view");
                 let commit = new_state.commit.max(self.commit);
                 if self.status == Status::Recovering {

@@ -436,23 +436,9 @@ impl<S: StateMachine> Replica<S> {
             self.fetch_committed(source, effects);
             return;
         }
+        let base = self.view_change.fill_base(self.commit);
         let fill = self.view_change.fill.take().expect("filling");
-        let log = match fill.checkpoint {
-            Some(checkpoint) => {
-                // The checkpoint stands for every entry up to it, all
-                // committed: it replaces this replica's state.
-                let log = Self::log_after_checkpoint(&checkpoint, fill.entries);
-                self.install_checkpoint(checkpoint);
-                log
-            }
-            None => {
-                let mut log = self.log.truncated(self.commit.as_op());
-                for entry in fill.entries {
-                    log.push(entry);
-                }
-                log
-            }
-        };
+        let log = self.install_staged(fill.checkpoint, base, fill.entries);
         let best = self.view_change.best.as_ref().expect("filling");
         let log = log.with_suffix(best.log.clone());
         info!(replica = ?self.id(), view = ?self.view, "fetched the committed entries the chosen log left out");

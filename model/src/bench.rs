@@ -84,17 +84,34 @@ pub fn scenario_row(name: &str, child: &Child) -> Result<Row, String> {
             .as_u64()
             .ok_or_else(|| format!("{name}: no {key} in the report"))
     };
-    let unique_states = number("unique_states")?;
-    Ok(Row {
-        name: name.to_string(),
-        unique_states,
-        states: number("states")?,
-        depth: number("max_depth")?,
-        seconds: child.seconds,
-        unique_per_second: unique_states as f64 / child.seconds.max(1e-9),
-        peak_mib: child.peak_mib,
-        result: if child.success { "pass" } else { "FAIL" }.to_string(),
-    })
+    let counts = [
+        number("unique_states")?,
+        number("states")?,
+        number("max_depth")?,
+    ];
+    Ok(Row::new(name, child, counts, "pass"))
+}
+
+impl Row {
+    /// A row of `[unique, total, depth]` from a child's measurements;
+    /// `result` when it exited 0, FAIL otherwise.
+    fn new(
+        name: &str,
+        child: &Child,
+        [unique_states, states, depth]: [u64; 3],
+        result: &str,
+    ) -> Row {
+        Row {
+            name: name.to_string(),
+            unique_states,
+            states,
+            depth,
+            seconds: child.seconds,
+            unique_per_second: unique_states as f64 / child.seconds.max(1e-9),
+            peak_mib: child.peak_mib,
+            result: if child.success { result } else { "FAIL" }.to_string(),
+        }
+    }
 }
 
 /// The peer's row from the last "Done. states=S, unique=U, depth=D, sec=T"
@@ -111,17 +128,8 @@ pub fn raft_row(name: &str, child: &Child) -> Result<Row, String> {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| format!("{name}: no {key} in {line:?}"))
     };
-    let unique_states = field("unique=")?;
-    Ok(Row {
-        name: name.to_string(),
-        unique_states,
-        states: field("states=")?,
-        depth: field("depth=")?,
-        seconds: child.seconds,
-        unique_per_second: unique_states as f64 / child.seconds.max(1e-9),
-        peak_mib: child.peak_mib,
-        result: if child.success { "done" } else { "FAIL" }.to_string(),
-    })
+    let counts = [field("unique=")?, field("states=")?, field("depth=")?];
+    Ok(Row::new(name, child, counts, "done"))
 }
 
 /// The rows as a table.

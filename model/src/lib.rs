@@ -4,12 +4,14 @@
 //! The model's replica actors run the core's own `step`; nothing here
 //! re-implements a handler. [`model::ModelConfig`] sets the bounds,
 //! [`scenarios`] names the configurations worth checking, [`properties`]
-//! holds what is checked.
+//! holds what is checked: the safety invariants of [`invariants`] and the
+//! progress properties of [`liveness`].
 
 pub mod actors;
 pub mod bench;
 pub mod check;
 pub mod invariants;
+pub mod liveness;
 pub mod model;
 pub mod properties;
 pub mod register;

@@ -2,11 +2,14 @@
 //! `always` property named by its id, and `sometimes` properties showing that
 //! the behaviours of interest are reachable (so no invariant holds vacuously).
 
-use crate::actors::ActorState;
+use crate::actors::{ActorState, ModelTimer, Msg};
 use crate::invariants;
+use crate::liveness::{self, Snapshot};
 use crate::model::{ModelConfig, VrModel, VrState, live_replicas, up};
+use crate::register::Register;
 use stateright::Expectation;
 use stateright::semantics::ConsistencyTester;
+use vr::core::ReplicaId;
 use vr::core::Status;
 
 /// The id of the linearizability invariant, checked over the client history.
@@ -55,6 +58,53 @@ state_invariants! {
     "INV-AGREEMENT" => agreement,
     "INV-PRIMARY-HAS-COMMITTED" => primary_has_committed,
     "INV-SAME-VIEW-PREFIX" => same_view_prefix,
+}
+
+/// The cluster as the progress properties see it: crashed and down replicas
+/// as `None`, each replica's timers, the replica messages in flight (sorted,
+/// so that the check is a function of the state alone).
+pub fn snapshot(cfg: &ModelConfig, state: &VrState) -> Snapshot<Register> {
+    let n = usize::from(cfg.replicas);
+    let replicas = (0..n)
+        .map(|i| match &*state.actor_states[i] {
+            ActorState::Replica(r) if !state.crashed[i] => Some(r.replica.clone()),
+            _ => None,
+        })
+        .collect();
+    let timers = (0..n)
+        .map(|i| {
+            state.timers_set[i]
+                .iter()
+                .filter_map(|t| match t {
+                    ModelTimer::Replica(t) => Some(*t),
+                    ModelTimer::ClientRetry => None,
+                })
+                .collect()
+        })
+        .collect();
+    let mut in_flight: Vec<_> = state
+        .network
+        .iter_all()
+        .filter(|e| usize::from(e.dst) < n)
+        .filter_map(|e| match e.msg {
+            Msg::Replica(envelope) => Some((ReplicaId(usize::from(e.dst) as u8), envelope.clone())),
+            _ => None,
+        })
+        .collect();
+    in_flight.sort();
+    Snapshot {
+        replicas,
+        timers,
+        in_flight,
+    }
+}
+
+fn live_commit(model: &VrModel, state: &VrState) -> bool {
+    liveness::live_commit(&snapshot(&model.cfg, state)).is_ok()
+}
+
+fn live_view(model: &VrModel, state: &VrState) -> bool {
+    liveness::live_view(&snapshot(&model.cfg, state)).is_ok()
 }
 
 fn linearizable(_: &VrModel, state: &VrState) -> bool {
@@ -111,12 +161,14 @@ fn state_transferred(_: &VrModel, state: &VrState) -> bool {
     live_replicas(state).any(|(_, r)| r.witness.state_transferred)
 }
 
-/// The ids of every `always` property: the invariant ids of spec/.
+/// The ids of every `always` property: the invariant ids of spec/, then
+/// the progress properties' (LIVE-...).
 pub fn invariant_ids() -> Vec<&'static str> {
     STATE_INVARIANTS
         .iter()
         .map(|(id, _)| *id)
         .chain([LINEARIZABLE])
+        .chain(liveness::IDS)
         .collect()
 }
 
@@ -145,6 +197,8 @@ pub fn add_all(mut model: VrModel) -> VrModel {
         model = model.property(Expectation::Always, id, *check);
     }
     model = model.property(Expectation::Always, LINEARIZABLE, linearizable);
+    model = model.property(Expectation::Always, liveness::LIVE_COMMIT, live_commit);
+    model = model.property(Expectation::Always, liveness::LIVE_VIEW, live_view);
     let sometimes: [(&'static str, Condition); 7] = [
         (REQUEST_COMMITTED, request_committed),
         (VIEW_CHANGE_COMPLETED, view_change_completed),

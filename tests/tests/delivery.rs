@@ -2,7 +2,7 @@
 //! the protocol's reaction to it.
 
 use vr::app::KvOutput;
-use vr::core::{Config, Message, OpNumber, ReplicaId, Status, Timer, View};
+use vr::core::{Bug, Config, Message, OpNumber, ReplicaId, Status, Timer, View};
 use vr_tests::harness::{Cluster, between, is, put};
 
 #[test]
@@ -156,4 +156,75 @@ fn every_replica_message_but_ack_is_acknowledged_by_id() {
             m.to
         );
     }
+}
+
+/// Heartbeats after a lost Commit to backup 1: how many of three more
+/// reached it (each is lost again, so none is ever confirmed).
+fn heartbeats_reaching_a_backup_after_a_lost_commit(config: Config) -> usize {
+    let mut cluster = Cluster::with_config(config);
+    cluster.commit(0, 1, 1, put("x", "1"));
+    cluster.fire(0, Timer::Heartbeat);
+    assert_eq!(
+        cluster.drop_where(|m| is(m, "Commit") && m.to == ReplicaId(1)),
+        1
+    );
+    cluster.deliver_all();
+    let id = *cluster
+        .replica(0)
+        .delivery()
+        .unconfirmed()
+        .keys()
+        .next()
+        .unwrap();
+    let mut reached = 0;
+    for _ in 0..3 {
+        cluster.fire(0, Timer::Heartbeat);
+        for m in cluster
+            .network
+            .iter()
+            .filter(|m| is(m, "Commit") && between(m, 0, 1))
+        {
+            assert_eq!(m.envelope.id, id, "the same content keeps its id");
+            reached += 1;
+        }
+        let attempts = cluster
+            .replica(0)
+            .delivery()
+            .unconfirmed()
+            .get(&id)
+            .unwrap()
+            .attempts;
+        assert_eq!(attempts, 1, "a heartbeat is not a resend attempt");
+        cluster.drop_where(|m| is(m, "Commit") && m.to == ReplicaId(1));
+        cluster.deliver_all();
+    }
+    reached
+}
+
+#[test]
+fn an_idle_primary_keeps_heartbeating_a_backup_whose_previous_commit_was_lost() {
+    let config = Config::new(3, ReplicaId(0)).unwrap();
+    assert_eq!(heartbeats_reaching_a_backup_after_a_lost_commit(config), 3);
+}
+
+#[test]
+fn suppressing_a_heartbeat_whose_copy_is_unconfirmed_silences_the_backup() {
+    let config = Config::new(3, ReplicaId(0))
+        .unwrap()
+        .with_bug(Bug::SuppressUnconfirmedHeartbeat);
+    assert_eq!(heartbeats_reaching_a_backup_after_a_lost_commit(config), 0);
+}
+
+#[test]
+fn a_heartbeat_that_arrives_is_confirmed() {
+    let mut cluster = Cluster::new(3);
+    cluster.commit(0, 1, 1, put("x", "1"));
+    for _ in 0..2 {
+        cluster.fire(0, Timer::Heartbeat);
+        cluster.drop_where(|m| is(m, "Commit") && m.to == ReplicaId(1));
+        cluster.deliver_all();
+    }
+    cluster.fire(0, Timer::Heartbeat);
+    cluster.deliver_all();
+    assert!(cluster.replica(0).delivery().unconfirmed().is_empty());
 }

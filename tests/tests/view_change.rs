@@ -2,7 +2,7 @@
 //! past a failed next primary.
 
 use vr::app::KvOutput;
-use vr::core::{CommitNumber, Message, OpNumber, ReplicaId, Status, Timer, View};
+use vr::core::{Bug, CommitNumber, Config, Message, OpNumber, ReplicaId, Status, Timer, View};
 use vr_tests::harness::{Cluster, InFlight, between, is, put};
 
 fn statuses(cluster: &Cluster) -> Vec<(Option<Status>, Option<View>)> {
@@ -279,4 +279,62 @@ fn take(cluster: &mut Cluster, pick: impl Fn(&InFlight) -> bool) -> InFlight {
         panic!("picked an Ack");
     }
     m
+}
+
+/// Primary 0 commits ops 1 and 2; 0 is cut off; 1 and 2 form view 1 with
+/// k = 0; 2 crashes before its StartView arrives; the link heals and 0 takes
+/// StartView(1). Returns the cluster at that point.
+fn old_primary_joins_the_new_view(config: Config) -> Cluster {
+    // The backups hold ops 1 and 2 but learn no commit-number (both
+    // Prepares carry commit 0).
+    let mut cluster = Cluster::with_config(config);
+    cluster.request(0, 1, 1, put("x", "1"));
+    cluster.request(0, 2, 1, put("y", "1"));
+    cluster.deliver_all();
+    assert_eq!(cluster.replica(0).commit_number(), CommitNumber(2));
+    assert_eq!(cluster.replica(1).commit_number(), CommitNumber(0));
+    assert_eq!(cluster.replica(2).commit_number(), CommitNumber(0));
+    cluster.isolate(0);
+    cluster.fire(2, Timer::PrimaryTimeout);
+    cluster.deliver_while(|m| !is(m, "StartView"));
+    assert_eq!(cluster.replica(1).status(), Status::Normal);
+    assert_eq!(cluster.replica(1).view(), View(1));
+    assert_eq!(cluster.replica(1).commit_number(), CommitNumber(0));
+    cluster.crash(2);
+    // The StartView's resend reaches 0, whose commit-number equals its
+    // op-number. Its PrepareOk is the new primary's only way to a quorum for
+    // ops 1 and 2.
+    cluster.heal();
+    cluster.fire(1, Timer::Resend);
+    cluster.deliver_all();
+    let old = cluster.replica(0);
+    assert_eq!((old.status(), old.view()), (Status::Normal, View(1)));
+    cluster
+}
+
+#[test]
+fn a_new_primary_commits_entries_that_an_old_primary_already_holds_as_committed() {
+    let mut cluster = old_primary_joins_the_new_view(Config::new(3, ReplicaId(0)).unwrap());
+    assert_eq!(
+        cluster.replica(1).commit_number(),
+        CommitNumber(2),
+        "the new primary committed what it held"
+    );
+    // A client retrying the request is answered, not dropped as in progress.
+    cluster.request(1, 2, 1, put("y", "1"));
+    assert_eq!(cluster.replies_to(2, 1).last(), Some(&&KvOutput::Stored));
+    assert_eq!(cluster.replies.last().unwrap().view, View(1));
+}
+
+#[test]
+fn prepare_ok_after_start_view_against_the_backups_own_commit_number_stalls_the_new_primary() {
+    // The rule this test guards, broken on purpose: the scenario above then
+    // leaves the new primary unable to commit.
+    let config = Config::new(3, ReplicaId(0))
+        .unwrap()
+        .with_bug(Bug::PrepareOkAgainstOwnCommit);
+    let mut cluster = old_primary_joins_the_new_view(config);
+    cluster.fire(1, Timer::Heartbeat);
+    cluster.deliver_all();
+    assert_eq!(cluster.replica(1).commit_number(), CommitNumber(0));
 }

@@ -56,6 +56,15 @@ pub enum Bug {
     CommitWithoutQuorum,
     /// primary(v) counts a re-delivered DoViewChange a second time.
     CountDuplicateDoViewChange,
+    /// A backup entering a view sends PrepareOk only for entries beyond its
+    /// own commit-number, not beyond the commit-number the primary sent: a
+    /// liveness bug (the primary may never commit entries the backup already
+    /// holds as committed), caught by LIVE-COMMIT.
+    PrepareOkAgainstOwnCommit,
+    /// An idle primary does not re-send a heartbeat whose identical
+    /// predecessor is still unconfirmed: a lost copy silences the heartbeats
+    /// to that backup until the Resend timer's copies.
+    SuppressUnconfirmedHeartbeat,
 }
 
 /// Why a configuration was refused.

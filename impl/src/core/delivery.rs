@@ -157,6 +157,42 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// Sends a periodic message (the idle primary's Commit) to every other
+    /// replica. Unlike [`broadcast`](Self::broadcast), a copy whose identical
+    /// predecessor is still unconfirmed goes out again, under the same id and
+    /// with its attempts unchanged: the heartbeat is how a backup knows its
+    /// primary is alive, so one lost copy (or lost Ack) must not silence it
+    /// until the slower Resend timer (spec/protocol.md, "Delivery"). The
+    /// attempts still count only Resend expiries, so a backup that never
+    /// answers is still counted disconnected after `attempts_max` of them.
+    pub(super) fn broadcast_periodic(&mut self, msg: Message<S>, effects: &mut Vec<Effect<S>>) {
+        let others: Vec<ReplicaId> = self.config.others().collect();
+        for to in others {
+            let id = MessageId::of(to, &msg);
+            #[allow(unused_mut)]
+            let mut again = self.delivery.unconfirmed.contains_key(&id);
+            #[cfg(feature = "wrong-variants")]
+            if self
+                .config
+                .has_bug(super::config::Bug::SuppressUnconfirmedHeartbeat)
+            {
+                again = false;
+            }
+            if again {
+                effects.push(Effect::Send {
+                    to,
+                    envelope: Envelope {
+                        from: self.id(),
+                        id,
+                        msg: msg.clone(),
+                    },
+                });
+            } else {
+                self.send(to, msg.clone(), effects);
+            }
+        }
+    }
+
     /// Confirms reception of message `id` to its sender.
     pub(super) fn acknowledge(&self, to: ReplicaId, id: MessageId, effects: &mut Vec<Effect<S>>) {
         effects.push(Effect::Send {

@@ -280,7 +280,8 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Heartbeat timer (paper 4.1 step 6): an idle primary sends Commit, which
-    /// tells the backups it is alive and how far it has committed.
+    /// tells the backups it is alive and how far it has committed. Every
+    /// expiry sends a copy, even when an identical Commit is unconfirmed.
     pub(super) fn on_heartbeat_timeout(&mut self, effects: &mut Vec<Effect<S>>) {
         if self.status != Status::Normal || !self.is_primary() {
             debug!(replica = ?self.id(), "ignore Heartbeat timeout: not the primary in Normal status");
@@ -291,7 +292,7 @@ impl<S: StateMachine> Replica<S> {
             commit: self.commit,
             op: self.op_number(),
         };
-        self.broadcast(Message::Commit(commit), effects);
+        self.broadcast_periodic(Message::Commit(commit), effects);
         effects.push(Effect::SetTimer(Timer::Heartbeat));
     }
 

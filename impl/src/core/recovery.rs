@@ -159,7 +159,9 @@ impl<S: StateMachine> Replica<S> {
         info!(replica = ?self.id(), ?view, op = ?log.op_number(), ?commit, "recovered");
         self.recovery = None;
         effects.push(Effect::CancelTimer(Timer::RecoveryRetry));
-        self.begin_view_as_backup(view, log, commit, effects);
+        // A recovering replica held nothing: its commit-number is the
+        // primary's.
+        self.begin_view_as_backup(view, log, commit, commit, effects);
     }
 
     /// Recovery-retry timer: too few answers came; ask everyone again with the

@@ -283,7 +283,7 @@ impl<S: StateMachine> Replica<S> {
                 if self.status == Status::Recovering {
                     self.finish_recovery(self.view, log, commit, effects);
                 } else {
-                    self.begin_view_as_backup(self.view, log, commit, effects);
+                    self.begin_view_as_backup(self.view, log, commit, new_state.commit, effects);
                 }
             }
             None => {

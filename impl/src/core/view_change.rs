@@ -499,20 +499,36 @@ impl<S: StateMachine> Replica<S> {
 
     /// Enters Normal status in `view` as a backup with `log`, the view's log
     /// (from StartView, recovery or a catch-up), executes up to `commit` and
-    /// confirms the uncommitted rest to the primary with PrepareOk.
+    /// confirms to the primary with PrepareOk every entry beyond
+    /// `primary_commit`, the commit-number the primary sent (paper 4.2 step
+    /// 5). Not beyond this replica's own commit-number, which may be higher
+    /// (an old primary's): the new primary counts PrepareOks to commit the
+    /// entries it does not know are committed, and without this one it
+    /// might never commit them (spec/protocol.md, "StartView"; LIVE-COMMIT).
     pub(super) fn begin_view_as_backup(
         &mut self,
         view: View,
         log: Log<S>,
         commit: CommitNumber,
+        primary_commit: CommitNumber,
         effects: &mut Vec<Effect<S>>,
     ) {
+        debug_assert!(primary_commit <= commit, "commit is at least the primary's");
         self.adopt_log(log, commit);
         info!(replica = ?self.id(), ?view, op = ?self.op_number(), ?commit, "view started as backup");
         self.enter_view(view, Status::Normal, effects);
         debug_assert!(!self.is_primary(), "a backup of {view:?}");
         self.commit_up_to(commit, effects);
-        if self.op_number() > self.commit.as_op() {
+        #[allow(unused_mut)]
+        let mut confirmed = primary_commit;
+        #[cfg(feature = "wrong-variants")]
+        if self
+            .config
+            .has_bug(super::config::Bug::PrepareOkAgainstOwnCommit)
+        {
+            confirmed = self.commit;
+        }
+        if self.op_number() > confirmed.as_op() {
             let ok = PrepareOk {
                 view,
                 op: self.op_number(),
@@ -553,7 +569,7 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         let commit = start.commit.max(self.commit);
-        self.begin_view_as_backup(start.view, log, commit, effects);
+        self.begin_view_as_backup(start.view, log, commit, start.commit, effects);
     }
 
     fn ignore_start_view(&self, from: ReplicaId, start: &StartView<S>) -> Option<&'static str> {

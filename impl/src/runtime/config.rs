@@ -305,7 +305,9 @@ impl Default for Settings {
             heartbeat: Duration::from_millis(20),
             primary_timeout: Duration::from_millis(150),
             view_change_timeout: Duration::from_millis(300),
-            resend: Duration::from_millis(100),
+            // attempts_max (3) resends within the primary timeout: a dead
+            // peer is counted disconnected before the timeouts fire.
+            resend: Duration::from_millis(40),
             recovery_retry: Duration::from_millis(200),
         }
     }
@@ -350,6 +352,23 @@ impl FileTimers {
                 settings.heartbeat.as_millis(),
                 settings.primary_timeout.as_millis()
             )));
+        }
+        // spec/protocol.md, "Timers": attempts_max Resend periods detect a
+        // dead peer before the timeouts fire.
+        let detect = settings.resend * u32::from(crate::core::ATTEMPTS_MAX_DEFAULT);
+        for (name, timeout) in [
+            ("primary_timeout_ms", settings.primary_timeout),
+            ("view_change_timeout_ms", settings.view_change_timeout),
+        ] {
+            if detect >= timeout {
+                return Err(ConfigFileError::BadTimer(format!(
+                    "{} resends of resend_ms ({}) take {} ms, not below {name} ({}): a dead peer must be detected before the timeout fires",
+                    crate::core::ATTEMPTS_MAX_DEFAULT,
+                    settings.resend.as_millis(),
+                    detect.as_millis(),
+                    timeout.as_millis()
+                )));
+            }
         }
         Ok(settings)
     }
@@ -474,6 +493,14 @@ address = "127.0.0.1:7002"
             ("resend_ms = 0", "resend_ms must be at least 1"),
             ("heartbeat_ms = 99999999", "more than an hour"),
             ("heartbeat_ms = 200", "must be below primary_timeout_ms"),
+            (
+                "resend_ms = 50",
+                "3 resends of resend_ms (50) take 150 ms, not below primary_timeout_ms (150)",
+            ),
+            (
+                "resend_ms = 110\nprimary_timeout_ms = 400",
+                "not below view_change_timeout_ms (300)",
+            ),
         ] {
             let text = format!("{THREE}\n[timers]\n{table}\n");
             let error = ClusterConfig::parse(&text).unwrap_err().to_string();

@@ -1,0 +1,243 @@
+//! The progress properties (spec/invariants.md, "Progress"), written once as
+//! pure functions of a cluster's state and named by their ids.
+//!
+//! stateright's `eventually` is unsound for this model: its runs are bounded,
+//! they may cycle (a heartbeat that changes nothing returns to the same
+//! state), and an unfair path (the same timer firing for ever) is as much a
+//! path as any. So progress is checked the way one argues it: from a state,
+//! let the network become synchronous — every message in flight is
+//! delivered, none is lost or duplicated, nothing crashes — and let time pass
+//! only through the timers a live, healthy cluster relies on. That
+//! continuation is deterministic, so the check is a pure function of the
+//! state and can be an `always` property: a state from which even a
+//! synchronous, fault-free continuation makes no progress is a liveness bug.
+//!
+//! - LIVE-COMMIT: a primary that is Normal in the newest view, with a quorum
+//!   of replicas up and not recovering, commits every entry in its log using
+//!   only Heartbeat, Resend and RecoveryRetry: no failure detector (primary
+//!   or view-change timeout) needs to fire.
+//! - LIVE-VIEW: with a quorum of replicas up and not recovering, a view forms
+//!   and its primary commits every entry it holds, once the primary and
+//!   view-change timeouts may fire as well: a failed primary, or a failed
+//!   next primary, never stalls the cluster.
+//!
+//! The simulator and the real-process tests check the same claims on their
+//! own runs (the simulator's settle phase).
+
+use std::collections::{BTreeSet, VecDeque};
+use vr::core::{Effect, Envelope, Input, Replica, ReplicaId, StateMachine, Status, Timer, View};
+
+/// LIVE-COMMIT's id.
+pub const LIVE_COMMIT: &str = "LIVE-COMMIT";
+/// LIVE-VIEW's id.
+pub const LIVE_VIEW: &str = "LIVE-VIEW";
+
+/// The ids of the progress properties.
+pub const IDS: [&str; 2] = [LIVE_COMMIT, LIVE_VIEW];
+
+/// A cluster as the progress checks see it: each replica (`None` while
+/// crashed) with the timers it has set, and the replica messages in flight.
+#[derive(Clone)]
+pub struct Snapshot<S: StateMachine> {
+    pub replicas: Vec<Option<Replica<S>>>,
+    pub timers: Vec<BTreeSet<Timer>>,
+    /// Messages in flight, each with its receiver.
+    pub in_flight: Vec<(ReplicaId, Envelope<S>)>,
+}
+
+/// Synchronous rounds a continuation may take. Each round delivers every
+/// message, then lets one period of each timer allowed pass. A recovery, a
+/// state transfer or a view change each take a round or two; a run of
+/// failed next primaries (at most f in a row) one view change each.
+fn rounds(replica_count: usize, attempts_max: u8) -> usize {
+    4 * (replica_count + 2) + 2 * usize::from(attempts_max)
+}
+
+impl<S: StateMachine> Snapshot<S> {
+    fn quorum(&self) -> usize {
+        self.replicas.len() / 2 + 1
+    }
+
+    fn healthy(&self) -> usize {
+        self.replicas
+            .iter()
+            .flatten()
+            .filter(|r| r.status() != Status::Recovering)
+            .count()
+    }
+
+    /// The newest view of any replica that is up or of any message in flight.
+    fn newest_view(&self) -> View {
+        let replicas = self.replicas.iter().flatten().map(|r| r.view());
+        let messages = self.in_flight.iter().filter_map(|(_, e)| e.msg.view());
+        replicas.chain(messages).max().unwrap_or_default()
+    }
+
+    /// The primary that is Normal in the newest view, if it is up.
+    fn leader(&self) -> Option<&Replica<S>> {
+        let view = self.newest_view();
+        self.replicas
+            .iter()
+            .flatten()
+            .find(|r| r.status() == Status::Normal && r.view() == view && r.is_primary())
+    }
+
+    /// Whether a leader holds every entry it had as `target` committed.
+    fn committed(&self, target: Option<(ReplicaId, View, vr::core::OpNumber)>) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let committed = leader.commit_number().as_op() == leader.op_number();
+        match target {
+            // The same primary in the same view: everything it held then.
+            Some((id, view, op)) if id == leader.id() && view == leader.view() => {
+                leader.commit_number().as_op() >= op
+            }
+            _ => committed,
+        }
+    }
+
+    fn step(&mut self, id: ReplicaId, input: Input<S>) {
+        let Some(replica) = self.replicas[usize::from(id.0)].as_mut() else {
+            return;
+        };
+        let mut effects = Vec::new();
+        replica.step(input, &mut effects);
+        for effect in effects {
+            match effect {
+                Effect::Send { to, envelope } => self.in_flight.push((to, envelope)),
+                Effect::SetTimer(timer) => {
+                    self.timers[usize::from(id.0)].insert(timer);
+                }
+                Effect::CancelTimer(timer) => {
+                    self.timers[usize::from(id.0)].remove(&timer);
+                }
+                Effect::Reply(_) => {}
+            }
+        }
+    }
+
+    /// Delivers everything in flight, and what that sends, oldest first;
+    /// messages to crashed replicas are lost.
+    fn deliver_all(&mut self) {
+        let mut queue: VecDeque<_> = std::mem::take(&mut self.in_flight).into();
+        let mut delivered = 0usize;
+        while let Some((to, envelope)) = queue.pop_front() {
+            delivered += 1;
+            if delivered > 1_000_000 {
+                // A synchronous network that never quiesces is itself a
+                // liveness failure; the check below reports no progress.
+                return;
+            }
+            self.step(to, Input::Deliver(envelope));
+            queue.extend(self.in_flight.drain(..));
+        }
+    }
+
+    /// Fires `timer` at every replica that has it set, in id order,
+    /// delivering after each.
+    fn fire_everywhere(&mut self, timer: Timer) {
+        for i in 0..self.replicas.len() {
+            if self.timers[i].remove(&timer) {
+                self.step(ReplicaId(i as u8), Input::Timeout(timer));
+                self.deliver_all();
+            }
+        }
+    }
+
+    /// Runs the synchronous continuation until `done`, allowing the failure
+    /// detectors' timers only if `failure_detectors`. Returns whether `done`
+    /// held within the bound.
+    fn continue_until(&mut self, failure_detectors: bool, done: impl Fn(&Self) -> bool) -> bool {
+        let attempts_max = self
+            .replicas
+            .iter()
+            .flatten()
+            .map(|r| r.config().attempts_max())
+            .max()
+            .unwrap_or(1);
+        for round in 0..rounds(self.replicas.len(), attempts_max) {
+            self.deliver_all();
+            if done(self) {
+                return true;
+            }
+            for timer in [Timer::Resend, Timer::Heartbeat, Timer::RecoveryRetry] {
+                self.fire_everywhere(timer);
+            }
+            if done(self) {
+                return true;
+            }
+            // Failure detectors fire only when the cheaper timers did not
+            // help: every other round, the way a real timeout is longer than
+            // a heartbeat or a resend.
+            if failure_detectors && round % 2 == 1 && self.leader().is_none() {
+                self.fire_everywhere(Timer::ViewChangeTimeout);
+                if self.leader().is_none() {
+                    self.fire_everywhere(Timer::PrimaryTimeout);
+                }
+            }
+        }
+        done(self)
+    }
+
+    fn describe(&self) -> String {
+        let replicas: Vec<String> = self
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Some(r) => format!("{r:?}"),
+                None => format!("r{i} crashed"),
+            })
+            .collect();
+        replicas.join("\n")
+    }
+}
+
+/// LIVE-COMMIT over `snapshot`: vacuously true unless a primary is Normal in
+/// the newest view with a quorum of replicas up and not recovering.
+pub fn live_commit<S: StateMachine>(snapshot: &Snapshot<S>) -> Result<(), String> {
+    let Some(leader) = snapshot.leader() else {
+        return Ok(());
+    };
+    if snapshot.healthy() < snapshot.quorum() {
+        return Ok(());
+    }
+    let target = (leader.id(), leader.view(), leader.op_number());
+    let mut run = snapshot.clone();
+    if run.continue_until(false, |s| s.committed(Some(target))) {
+        return Ok(());
+    }
+    Err(format!(
+        "primary {:?} of {:?} held entries up to {:?} and, with a quorum up, a synchronous network and its heartbeats, did not commit them:\n{}",
+        target.0,
+        target.1,
+        target.2,
+        run.describe()
+    ))
+}
+
+/// LIVE-VIEW over `snapshot`: vacuously true unless a quorum of replicas is
+/// up and not recovering.
+pub fn live_view<S: StateMachine>(snapshot: &Snapshot<S>) -> Result<(), String> {
+    if snapshot.healthy() < snapshot.quorum() {
+        return Ok(());
+    }
+    let mut run = snapshot.clone();
+    if run.continue_until(true, |s| s.committed(None)) {
+        return Ok(());
+    }
+    Err(format!(
+        "with a quorum up and a synchronous network, no primary formed a view and committed what it held:\n{}",
+        run.describe()
+    ))
+}
+
+/// Checks the progress property `id`.
+pub fn check<S: StateMachine>(id: &str, snapshot: &Snapshot<S>) -> Result<(), String> {
+    match id {
+        LIVE_COMMIT => live_commit(snapshot),
+        LIVE_VIEW => live_view(snapshot),
+        other => panic!("no progress property is named {other}"),
+    }
+}

@@ -5,7 +5,9 @@
 use crate::register::{Register, RegisterOperation};
 use stateright::actor::{Actor, Id, Out, model_timeout};
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 use vr::core::{
     ClientId, Config, Effect, Envelope, Input, Message, Nonce, Replica, ReplicaId, Reply, Request,
     RequestNumber, Status, Timer, View,
@@ -46,6 +48,9 @@ pub enum VrActor {
     Replica {
         config: Config,
         down: u8,
+        /// The state a prelude built, and the timers it had set: the
+        /// replica's first start takes it instead of starting empty.
+        start: Option<Arc<(Replica<Register>, BTreeSet<Timer>)>>,
     },
     /// A replica that is down from the start and never runs.
     Down {
@@ -69,6 +74,9 @@ pub struct Witness {
     /// This replica finished a state transfer (a NewState completed a gap or
     /// a catch-up).
     pub state_transferred: bool,
+    /// As primary(v), this replica fetched the committed entries its chosen
+    /// log left out (a fill) and started the view.
+    pub filled: bool,
 }
 
 impl fmt::Debug for Witness {
@@ -77,6 +85,7 @@ impl fmt::Debug for Witness {
             (self.duplicate_view_change_not_counted, "dup-not-counted"),
             (self.recovered, "recovered"),
             (self.state_transferred, "transferred"),
+            (self.filled, "filled"),
         ];
         let on: Vec<&str> = flags
             .iter()
@@ -168,6 +177,8 @@ impl VrActor {
                 }
                 Effect::SetTimer(timer) => o.set_timer(ModelTimer::Replica(timer), model_timeout()),
                 Effect::CancelTimer(timer) => o.cancel_timer(ModelTimer::Replica(timer)),
+                // The prelude's client is not an actor.
+                Effect::Reply(reply) if reply.client == crate::prelude::PRELUDE_CLIENT => {}
                 Effect::Reply(reply) => {
                     o.send(client_actor(reply.client, replica_count), Msg::Reply(reply))
                 }
@@ -188,12 +199,14 @@ impl VrActor {
             return;
         };
         let witness = witness_of(&current.replica, &input);
-        let new_state =
-            matches!(&input, Input::Deliver(e) if matches!(e.msg, Message::NewState(_)));
+        let message = match &input {
+            Input::Deliver(e) => Some(e.msg.name()),
+            _ => None,
+        };
         let mut next = current.replica.clone();
         let mut effects = Vec::new();
         next.step(input, &mut effects);
-        let witness = witness.merge(current.witness, &current.replica, &next, new_state);
+        let witness = witness.merge(current.witness, &current.replica, &next, message);
         if next != current.replica || witness != current.witness {
             *state = Cow::Owned(ActorState::Replica(ReplicaState {
                 replica: next,
@@ -235,8 +248,9 @@ impl Witness {
         before: Witness,
         old: &Replica<Register>,
         new: &Replica<Register>,
-        new_state: bool,
+        message: Option<&'static str>,
     ) -> Witness {
+        let new_state = message == Some("NewState");
         let counts = |r: &Replica<Register>| {
             let c = r.view_change_caches();
             (
@@ -253,6 +267,10 @@ impl Witness {
                 || (new_state
                     && new.status() == Status::Normal
                     && (old.status() != Status::Normal || new.op_number() > old.op_number())),
+            filled: before.filled
+                || (old.view_change_caches().fill().is_some()
+                    && new.status() == Status::Normal
+                    && new.is_primary()),
         }
     }
 }
@@ -268,11 +286,20 @@ impl Actor for VrActor {
     fn on_start(&self, id: Id, storage: &Option<u64>, o: &mut Out<Self>) -> ActorState {
         match self {
             VrActor::Down { .. } => ActorState::Down,
-            VrActor::Replica { config, down } => {
+            VrActor::Replica {
+                config,
+                down,
+                start,
+            } => {
                 let mut effects = Vec::new();
-                let replica = match storage {
-                    None => Replica::new(*config, &mut effects),
-                    Some(starts) => Replica::restart(*config, Nonce(*starts), &mut effects),
+                let replica = match (storage, start) {
+                    (None, Some(start)) => {
+                        let (replica, timers) = &**start;
+                        effects.extend(timers.iter().map(|&t| Effect::SetTimer(t)));
+                        replica.clone()
+                    }
+                    (None, None) => Replica::new(*config, &mut effects),
+                    (Some(starts), _) => Replica::restart(*config, Nonce(*starts), &mut effects),
                 };
                 o.save(storage.unwrap_or(0) + 1);
                 Self::on_replica_effects(effects, config.replica_count(), *down, o);
@@ -308,7 +335,7 @@ impl Actor for VrActor {
 
     fn on_msg(&self, _id: Id, state: &mut Cow<ActorState>, src: Id, msg: Msg, o: &mut Out<Self>) {
         match (self, msg) {
-            (VrActor::Replica { config, down }, Msg::Replica(envelope)) => {
+            (VrActor::Replica { config, down, .. }, Msg::Replica(envelope)) => {
                 if usize::from(src) != usize::from(envelope.from.0) {
                     return;
                 }
@@ -320,7 +347,7 @@ impl Actor for VrActor {
                     o,
                 );
             }
-            (VrActor::Replica { config, down }, Msg::Request(request)) => {
+            (VrActor::Replica { config, down, .. }, Msg::Request(request)) => {
                 Self::step_replica(
                     state,
                     Input::Request(request),
@@ -377,7 +404,7 @@ impl Actor for VrActor {
         o: &mut Out<Self>,
     ) {
         match (self, timer) {
-            (VrActor::Replica { config, down }, ModelTimer::Replica(timer)) => {
+            (VrActor::Replica { config, down, .. }, ModelTimer::Replica(timer)) => {
                 Self::step_replica(
                     state,
                     Input::Timeout(*timer),

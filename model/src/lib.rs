@@ -10,9 +10,11 @@
 pub mod actors;
 pub mod bench;
 pub mod check;
+pub mod driver;
 pub mod invariants;
 pub mod liveness;
 pub mod model;
+pub mod prelude;
 pub mod properties;
 pub mod register;
 pub mod scenarios;

@@ -24,8 +24,12 @@
 //! The simulator and the real-process tests check the same claims on their
 //! own runs (the simulator's settle phase).
 
-use std::collections::{BTreeSet, VecDeque};
-use vr::core::{Effect, Envelope, Input, Replica, ReplicaId, StateMachine, Status, Timer, View};
+use crate::driver::Driver;
+use vr::core::{Replica, ReplicaId, StateMachine, Status, Timer, View};
+
+/// A cluster as the progress checks see it: each replica (`None` while
+/// crashed) with the timers it has set, and the replica messages in flight.
+pub type Snapshot<S> = Driver<S>;
 
 /// LIVE-COMMIT's id.
 pub const LIVE_COMMIT: &str = "LIVE-COMMIT";
@@ -35,16 +39,6 @@ pub const LIVE_VIEW: &str = "LIVE-VIEW";
 /// The ids of the progress properties.
 pub const IDS: [&str; 2] = [LIVE_COMMIT, LIVE_VIEW];
 
-/// A cluster as the progress checks see it: each replica (`None` while
-/// crashed) with the timers it has set, and the replica messages in flight.
-#[derive(Clone)]
-pub struct Snapshot<S: StateMachine> {
-    pub replicas: Vec<Option<Replica<S>>>,
-    pub timers: Vec<BTreeSet<Timer>>,
-    /// Messages in flight, each with its receiver.
-    pub in_flight: Vec<(ReplicaId, Envelope<S>)>,
-}
-
 /// Synchronous rounds a continuation may take. Each round delivers every
 /// message, then lets one period of each timer allowed pass. A recovery, a
 /// state transfer or a view change each take a round or two; a run of
@@ -53,7 +47,7 @@ fn rounds(replica_count: usize, attempts_max: u8) -> usize {
     4 * (replica_count + 2) + 2 * usize::from(attempts_max)
 }
 
-impl<S: StateMachine> Snapshot<S> {
+impl<S: StateMachine> Driver<S> {
     fn quorum(&self) -> usize {
         self.replicas.len() / 2 + 1
     }
@@ -97,54 +91,6 @@ impl<S: StateMachine> Snapshot<S> {
         }
     }
 
-    fn step(&mut self, id: ReplicaId, input: Input<S>) {
-        let Some(replica) = self.replicas[usize::from(id.0)].as_mut() else {
-            return;
-        };
-        let mut effects = Vec::new();
-        replica.step(input, &mut effects);
-        for effect in effects {
-            match effect {
-                Effect::Send { to, envelope } => self.in_flight.push((to, envelope)),
-                Effect::SetTimer(timer) => {
-                    self.timers[usize::from(id.0)].insert(timer);
-                }
-                Effect::CancelTimer(timer) => {
-                    self.timers[usize::from(id.0)].remove(&timer);
-                }
-                Effect::Reply(_) => {}
-            }
-        }
-    }
-
-    /// Delivers everything in flight, and what that sends, oldest first;
-    /// messages to crashed replicas are lost.
-    fn deliver_all(&mut self) {
-        let mut queue: VecDeque<_> = std::mem::take(&mut self.in_flight).into();
-        let mut delivered = 0usize;
-        while let Some((to, envelope)) = queue.pop_front() {
-            delivered += 1;
-            if delivered > 1_000_000 {
-                // A synchronous network that never quiesces is itself a
-                // liveness failure; the check below reports no progress.
-                return;
-            }
-            self.step(to, Input::Deliver(envelope));
-            queue.extend(self.in_flight.drain(..));
-        }
-    }
-
-    /// Fires `timer` at every replica that has it set, in id order,
-    /// delivering after each.
-    fn fire_everywhere(&mut self, timer: Timer) {
-        for i in 0..self.replicas.len() {
-            if self.timers[i].remove(&timer) {
-                self.step(ReplicaId(i as u8), Input::Timeout(timer));
-                self.deliver_all();
-            }
-        }
-    }
-
     /// Runs the synchronous continuation until `done`, allowing the failure
     /// detectors' timers only if `failure_detectors`. Returns whether `done`
     /// held within the bound.
@@ -178,19 +124,6 @@ impl<S: StateMachine> Snapshot<S> {
             }
         }
         done(self)
-    }
-
-    fn describe(&self) -> String {
-        let replicas: Vec<String> = self
-            .replicas
-            .iter()
-            .enumerate()
-            .map(|(i, r)| match r {
-                Some(r) => format!("{r:?}"),
-                None => format!("r{i} crashed"),
-            })
-            .collect();
-        replicas.join("\n")
     }
 }
 

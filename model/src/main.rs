@@ -148,6 +148,10 @@ struct ModelArgs {
     /// Only this replica may crash (the others never do).
     #[arg(long)]
     crash_only: Option<u8>,
+    /// Start from this prelude's state, built by running the core (see
+    /// `vr-model scenarios`), instead of empty replicas.
+    #[arg(long, value_enum)]
+    prelude: Option<vr_model::prelude::Prelude>,
     /// Explore paths of at most this many steps.
     #[arg(long)]
     depth: Option<usize>,
@@ -188,6 +192,9 @@ impl ModelArgs {
             .unwrap_or(cfg.state_transfer_entries_max);
         cfg.message_weight_max = self.message_weight_max.unwrap_or(cfg.message_weight_max);
         cfg.checkpoint_interval = self.checkpoint_interval.unwrap_or(cfg.checkpoint_interval);
+        if self.prelude.is_some() {
+            cfg.prelude = self.prelude;
+        }
         cfg.validate()?;
         cfg.replica_config().map_err(|e| e.to_string())?;
         Ok((scenario, cfg))

@@ -2,6 +2,7 @@
 //! properties it checks.
 
 use crate::actors::{ActorState, Msg, ReplicaState, VrActor, client_id};
+use crate::prelude::Prelude;
 use crate::properties;
 use crate::register::Register;
 use stateright::actor::{ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network};
@@ -50,6 +51,9 @@ pub struct ModelConfig {
     pub down: u8,
     /// If set, only this replica may crash (the others never do).
     pub crash_only: Option<u8>,
+    /// If set, the replicas start from this prelude's state, built by
+    /// running the core, instead of empty.
+    pub prelude: Option<Prelude>,
 }
 
 impl Default for ModelConfig {
@@ -69,6 +73,7 @@ impl Default for ModelConfig {
             checkpoint_interval: u64::MAX,
             down: 0,
             crash_only: None,
+            prelude: None,
         }
     }
 }
@@ -155,6 +160,20 @@ impl ModelConfig {
                     .into(),
             );
         }
+        if let Some(prelude) = self.prelude {
+            let fits = self.replicas == 3
+                && match prelude {
+                    Prelude::FillNeeded => self.down == 1 && self.message_weight_max == 1,
+                    _ => self.down == 0,
+                };
+            if !fits {
+                return Err(format!(
+                    "--prelude {} needs {}",
+                    prelude.name(),
+                    prelude.requirement()
+                ));
+            }
+        }
         if let Some(only) = self.crash_only {
             if only >= self.replicas || only < self.down {
                 return Err(format!("--crash-only {only} names no running replica"));
@@ -189,19 +208,42 @@ impl ModelConfig {
     /// The model with the replicas configured like `config` (tests use it to
     /// run deliberately wrong variants).
     pub fn into_model_with(self, config: Config) -> VrModel {
-        let replicas: Vec<VrActor> = (0..self.replicas)
+        let configs: Vec<Config> = (0..self.replicas)
             .map(|i| {
-                let config = config
+                config
                     .for_replica(ReplicaId(i))
-                    .expect("id within the cluster");
-                if i < self.down {
+                    .expect("id within the cluster")
+            })
+            .collect();
+        let mut prelude = self.prelude.map(|p| p.build(&configs));
+        let replicas: Vec<VrActor> = configs
+            .iter()
+            .map(|&config| {
+                let i = usize::from(config.id().0);
+                if i < usize::from(self.down) {
                     VrActor::Down { config }
                 } else {
+                    let start = prelude.as_mut().and_then(|d| {
+                        let replica = d.replicas[i].take()?;
+                        Some(Arc::new((replica, d.timers[i].clone())))
+                    });
                     VrActor::Replica {
                         config,
                         down: self.down,
+                        start,
                     }
                 }
+            })
+            .collect();
+        let in_flight: Vec<Envelope<Msg>> = prelude
+            .map(|d| d.in_flight)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(to, _)| to.0 >= self.down)
+            .map(|(to, envelope)| Envelope {
+                src: Id::from(usize::from(envelope.from.0)),
+                dst: Id::from(usize::from(to.0)),
+                msg: Msg::Replica(envelope),
             })
             .collect();
         let (replica_count, requests) = (self.replicas, self.requests);
@@ -212,9 +254,9 @@ impl ModelConfig {
             })
             .collect();
         let network = if self.duplicating {
-            Network::new_unordered_duplicating([])
+            Network::new_unordered_duplicating(in_flight)
         } else {
-            Network::new_unordered_nonduplicating([])
+            Network::new_unordered_nonduplicating(in_flight)
         };
         let lossy = if self.lossy {
             LossyNetwork::Yes

@@ -6,6 +6,7 @@ use crate::actors::{ActorState, ModelTimer, Msg};
 use crate::invariants;
 use crate::liveness::{self, Snapshot};
 use crate::model::{ModelConfig, VrModel, VrState, live_replicas, up};
+use crate::prelude::Prelude;
 use crate::register::Register;
 use stateright::Expectation;
 use stateright::semantics::ConsistencyTester;
@@ -31,6 +32,13 @@ pub const DUPLICATE_NOT_COUNTED: &str =
 pub const RECOVERED: &str = "a recovered replica rejoined";
 /// `sometimes`: a state transfer completed.
 pub const STATE_TRANSFERRED: &str = "a state transfer completed";
+
+/// `sometimes`: primary(v) filled in the committed entries its chosen log
+/// left out, and started the view.
+pub const FILLED: &str = "a new primary filled in its log and started the view";
+/// `sometimes`: a replica is primary, Normal, in a view of n or more: it has
+/// been primary before (views past n).
+pub const PRIMARY_AGAIN: &str = "a replica is primary a second time";
 
 /// A property's condition.
 type Condition = fn(&VrModel, &VrState) -> bool;
@@ -153,6 +161,17 @@ fn duplicate_not_counted(_: &VrModel, state: &VrState) -> bool {
     live_replicas(state).any(|(_, r)| r.witness.duplicate_view_change_not_counted)
 }
 
+fn filled(_: &VrModel, state: &VrState) -> bool {
+    live_replicas(state).any(|(_, r)| r.witness.filled)
+}
+
+fn primary_again(model: &VrModel, state: &VrState) -> bool {
+    let n = u64::from(model.cfg.replicas);
+    up(state)
+        .iter()
+        .any(|r| r.status() == Status::Normal && r.is_primary() && r.view().0 >= n)
+}
+
 fn recovered(_: &VrModel, state: &VrState) -> bool {
     live_replicas(state).any(|(_, r)| r.witness.recovered && r.replica.status() == Status::Normal)
 }
@@ -188,6 +207,12 @@ pub fn expected_sometimes(cfg: &ModelConfig) -> Vec<&'static str> {
     if (cfg.crashes > 0 || cfg.down >= 2) && cfg.max_view >= 2 {
         names.push(NEXT_PRIMARY_SKIPPED);
     }
+    if cfg.prelude == Some(Prelude::FillNeeded) {
+        names.push(FILLED);
+    }
+    if cfg.max_view >= u64::from(cfg.replicas) {
+        names.push(PRIMARY_AGAIN);
+    }
     names
 }
 
@@ -199,7 +224,9 @@ pub fn add_all(mut model: VrModel) -> VrModel {
     model = model.property(Expectation::Always, LINEARIZABLE, linearizable);
     model = model.property(Expectation::Always, liveness::LIVE_COMMIT, live_commit);
     model = model.property(Expectation::Always, liveness::LIVE_VIEW, live_view);
-    let sometimes: [(&'static str, Condition); 7] = [
+    let sometimes: [(&'static str, Condition); 9] = [
+        (FILLED, filled),
+        (PRIMARY_AGAIN, primary_again),
         (REQUEST_COMMITTED, request_committed),
         (VIEW_CHANGE_COMPLETED, view_change_completed),
         (PEER_DISCONNECTED, peer_disconnected),

@@ -3,6 +3,7 @@
 
 use crate::check::Strategy;
 use crate::model::ModelConfig;
+use crate::prelude::Prelude;
 
 /// A named configuration.
 #[derive(Clone, Debug)]
@@ -77,6 +78,57 @@ pub fn all() -> Vec<Scenario> {
                 ..base
             },
             depth: Some(10),
+            strategy: Strategy::Bfs,
+        },
+        Scenario {
+            name: "new-primary-commits",
+            about: "3 replicas from a prelude in which primary 0 committed ops 1-2 that the backups hold uncommitted; 1 crash: a view change that leaves 0 out and a crash make 0's PrepareOk after StartView the new primary's only way to commit them (LIVE-COMMIT)",
+            config: ModelConfig {
+                clients: 0,
+                crashes: 1,
+                prelude: Some(Prelude::OldPrimaryCommitted),
+                ..base.clone()
+            },
+            depth: Some(7),
+            strategy: Strategy::Bfs,
+        },
+        Scenario {
+            name: "views-past-n",
+            about: "3 replicas from a prelude in view 2 (two view changes done), views up to 4, 1 crash: a replica is primary a second time",
+            config: ModelConfig {
+                clients: 0,
+                crashes: 1,
+                max_view: 4,
+                prelude: Some(Prelude::ViewTwo),
+                ..base.clone()
+            },
+            depth: Some(6),
+            strategy: Strategy::Bfs,
+        },
+        Scenario {
+            name: "after-recovery",
+            about: "3 replicas from a prelude in which replica 2 crashed and recovered, 1 crash, views up to 2: replica 2 restarts a second time, or a view change follows the completed recovery",
+            config: ModelConfig {
+                clients: 0,
+                crashes: 1,
+                max_view: 2,
+                prelude: Some(Prelude::RecoveredOnce),
+                ..base.clone()
+            },
+            depth: Some(6),
+            strategy: Strategy::Bfs,
+        },
+        Scenario {
+            name: "fill",
+            about: "3 replicas, one committed entry per message, primary 0 down, from a prelude in which the view change to view 1 is under way and replica 1 lacks every committed entry: primary 1 fills in its log from replica 2",
+            config: ModelConfig {
+                clients: 0,
+                down: 1,
+                message_weight_max: 1,
+                prelude: Some(Prelude::FillNeeded),
+                ..base.clone()
+            },
+            depth: Some(8),
             strategy: Strategy::Bfs,
         },
     ]

@@ -167,3 +167,46 @@ fn every_named_scenario_builds_and_holds_its_invariants_at_a_few_steps() {
         );
     }
 }
+
+#[test]
+fn the_prelude_scenarios_hold_every_property_and_reach_their_deep_paths() {
+    for name in [
+        "new-primary-commits",
+        "views-past-n",
+        "after-recovery",
+        "fill",
+    ] {
+        let scenario = vr_model::scenarios::named(name).unwrap();
+        let depth = scenario.depth.unwrap().min(6);
+        let report = run(scenario.config, depth);
+        assert!(report.passed(), "{name}: {report:#?}");
+    }
+}
+
+#[test]
+fn a_backup_that_sends_prepare_ok_against_its_own_commit_number_is_caught_by_a_progress_property() {
+    let cfg = vr_model::scenarios::named("new-primary-commits")
+        .unwrap()
+        .config;
+    let report = run_with_bug(cfg.clone(), Bug::PrepareOkAgainstOwnCommit, 6);
+    // The search stops at the first violation: LIVE-COMMIT or LIVE-VIEW
+    // (no view change can help, so both see the stalled primary).
+    let violated = violated(&report);
+    assert!(
+        violated.len() == 1 && violated[0].starts_with("LIVE-"),
+        "{report:#?}"
+    );
+    let trace = report
+        .property(violated[0])
+        .unwrap()
+        .trace
+        .as_ref()
+        .unwrap();
+    assert!(
+        trace.iter().any(|step| step.contains("StartView")),
+        "{trace:#?}"
+    );
+    let fixed = run(cfg, 6);
+    assert_eq!(status(&fixed, "LIVE-COMMIT"), "holds");
+    assert_eq!(status(&fixed, "LIVE-VIEW"), "holds");
+}

@@ -27,6 +27,7 @@
 //! it could only have taken effect where a later put overwrote it unseen.
 
 use super::{Operation, Record, Status};
+use ahash::AHashSet;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
@@ -523,11 +524,19 @@ impl Values {
     }
 }
 
-/// Which operations have taken effect.
+/// Which operations have taken effect: a set of indices.
+trait Taken: Clone + Eq + std::hash::Hash {
+    fn new(n: usize) -> Self;
+    fn get(&self, i: usize) -> bool;
+    fn set(&mut self, i: usize);
+    fn clear(&mut self, i: usize);
+}
+
+/// Any number of operations.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Bits(Vec<u64>);
 
-impl Bits {
+impl Taken for Bits {
     fn new(n: usize) -> Bits {
         Bits(vec![0; n.div_ceil(64)])
     }
@@ -539,6 +548,24 @@ impl Bits {
     }
     fn clear(&mut self, i: usize) {
         self.0[i / 64] &= !(1 << (i % 64));
+    }
+}
+
+/// Up to 128 operations, the usual length of a stretch between cuts:
+/// copied and hashed without an allocation.
+impl Taken for u128 {
+    fn new(n: usize) -> u128 {
+        debug_assert!(n <= 128);
+        0
+    }
+    fn get(&self, i: usize) -> bool {
+        self & (1 << i) != 0
+    }
+    fn set(&mut self, i: usize) {
+        *self |= 1 << i;
+    }
+    fn clear(&mut self, i: usize) {
+        *self &= !(1 << i);
     }
 }
 
@@ -559,44 +586,58 @@ enum Outcome {
     GaveUp,
 }
 
-/// A level of the search: the operations that may take effect next, how far
-/// they have been tried, and the one taken (with the value before it).
+/// A level of the search: the operations that may take effect next (a
+/// stretch of the search's candidate stack), how far they have been tried,
+/// and the one taken (with the value before it).
 struct Frame {
-    candidates: Vec<usize>,
+    candidates: Range<usize>,
     next: usize,
     taken: Option<(usize, State)>,
     /// Every operation before this one has taken effect.
     first_pending: usize,
 }
 
-/// The operations not yet taken effect that may take effect next: invoked
-/// no later than every such operation's completion. Acknowledged ones first.
-fn candidates(ops: &[Op], taken: &Bits, first_pending: usize) -> Vec<usize> {
+/// Pushes onto `out` the operations not yet taken effect that may take
+/// effect next: invoked no later than every such operation's completion.
+/// Acknowledged ones first. Unknown operations with the same effect are
+/// interchangeable: only the first is offered, or k unknown deletes would
+/// multiply the configurations by 2^k instead of k + 1.
+fn push_candidates<T: Taken>(ops: &[Op], taken: &T, first_pending: usize, out: &mut Vec<usize>) {
+    let base = out.len();
     let mut bound = u64::MAX;
-    let mut found = Vec::new();
     for (i, op) in ops.iter().enumerate().skip(first_pending) {
         if op.invoke > bound {
             break;
         }
         if !taken.get(i) {
             bound = bound.min(op.complete);
-            found.push(i);
+            out.push(i);
         }
     }
-    found.retain(|&i| ops[i].invoke <= bound);
-    // Unknown operations with the same effect are interchangeable: offer the
-    // first only, or k unknown deletes would multiply the configurations by
-    // 2^k instead of k + 1.
-    let mut offered: Vec<Effect> = Vec::new();
-    found.retain(|&i| {
-        if ops[i].definite || !offered.contains(&ops[i].effect) {
-            offered.push(ops[i].effect);
-            true
-        } else {
-            false
+    let found = out.len();
+    for k in base..found {
+        let i = out[k];
+        if ops[i].definite && ops[i].invoke <= bound {
+            out.push(i);
         }
-    });
-    found.sort_by_key(|&i| !ops[i].definite);
+    }
+    for k in base..found {
+        let i = out[k];
+        let twin = |m: usize| {
+            let j = out[m];
+            !ops[j].definite && ops[j].invoke <= bound && ops[j].effect == ops[i].effect
+        };
+        if !ops[i].definite && ops[i].invoke <= bound && !(base..k).any(twin) {
+            out.push(i);
+        }
+    }
+    out.drain(base..found);
+}
+
+/// [`push_candidates`] into a vector of their own.
+fn candidates<T: Taken>(ops: &[Op], taken: &T, first_pending: usize) -> Vec<usize> {
+    let mut found = Vec::new();
+    push_candidates(ops, taken, first_pending, &mut found);
     found
 }
 
@@ -605,18 +646,29 @@ fn candidates(ops: &[Op], taken: &Bits, first_pending: usize) -> Vec<usize> {
 /// (unknown ones left then take effect after, or never: the next stretch's
 /// business). With `stop_at`, stops on first reaching that depth instead.
 fn search(ops: &[Op], start: State, stop_at: Option<usize>) -> Outcome {
+    if ops.len() <= 128 {
+        search_with::<u128>(ops, start, stop_at)
+    } else {
+        search_with::<Bits>(ops, start, stop_at)
+    }
+}
+
+fn search_with<T: Taken>(ops: &[Op], start: State, stop_at: Option<usize>) -> Outcome {
     let definite_total = ops.iter().filter(|op| op.definite).count();
     if definite_total == 0 {
         return Outcome::Exits(vec![(start, (0..ops.len()).collect())]);
     }
-    let mut taken = Bits::new(ops.len());
+    let mut taken = T::new(ops.len());
     let mut state = start;
     let mut definite_taken = 0;
-    let mut seen: HashSet<(Bits, State)> = HashSet::new();
+    let mut seen: AHashSet<(T, State)> = AHashSet::new();
     let mut exits = Vec::new();
     let mut deepest = 0;
+    // Every frame's candidates, one stretch after another.
+    let mut pending: Vec<usize> = Vec::new();
+    push_candidates(ops, &taken, 0, &mut pending);
     let mut stack = vec![Frame {
-        candidates: candidates(ops, &taken, 0),
+        candidates: 0..pending.len(),
         next: 0,
         taken: None,
         first_pending: 0,
@@ -627,10 +679,12 @@ fn search(ops: &[Op], start: State, stop_at: Option<usize>) -> Outcome {
             state = before;
             definite_taken -= usize::from(ops[i].definite);
         }
-        let Some(&i) = frame.candidates.get(frame.next) else {
+        if frame.next == frame.candidates.len() {
+            pending.truncate(frame.candidates.start);
             stack.pop();
             continue;
-        };
+        }
+        let i = pending[frame.candidates.start + frame.next];
         frame.next += 1;
         let Some(after) = ops[i].effect.apply(state) else {
             continue;
@@ -656,8 +710,10 @@ fn search(ops: &[Op], start: State, stop_at: Option<usize>) -> Outcome {
         while first_pending < ops.len() && taken.get(first_pending) {
             first_pending += 1;
         }
+        let from = pending.len();
+        push_candidates(ops, &taken, first_pending, &mut pending);
         stack.push(Frame {
-            candidates: candidates(ops, &taken, first_pending),
+            candidates: from..pending.len(),
             next: 0,
             taken: None,
             first_pending,
@@ -669,7 +725,7 @@ fn search(ops: &[Op], start: State, stop_at: Option<usize>) -> Outcome {
                 return Outcome::Reached {
                     path: stack.iter().filter_map(|f| f.taken.map(|t| t.0)).collect(),
                     state,
-                    candidates: stack[depth].candidates.clone(),
+                    candidates: pending[from..].to_vec(),
                 };
             }
         }
@@ -681,7 +737,7 @@ fn search(ops: &[Op], start: State, stop_at: Option<usize>) -> Outcome {
         return Outcome::Reached {
             path: Vec::new(),
             state: start,
-            candidates: candidates(ops, &Bits::new(ops.len()), 0),
+            candidates: candidates(ops, &T::new(ops.len()), 0),
         };
     }
     Outcome::Stuck { deepest }

@@ -22,9 +22,8 @@ use vr::app::{Kv, KvOperation, KvOutput};
 use vr::core::StateMachine;
 use vr::history::{Record, Status};
 
-/// An operation in flight: when it takes effect, its interval, its client.
+/// An operation in flight: its client's id, its interval.
 struct Planned {
-    client: usize,
     id: u64,
     operation: KvOperation,
     invoke: u64,
@@ -59,8 +58,7 @@ fn main() {
     let mut flight: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
     let mut planned: Vec<Option<Planned>> = (0..clients).map(|_| None).collect();
     let mut sequence = 0u64;
-    let mut plan = |client: usize,
-                    now: u64,
+    let mut plan = |now: u64,
                     random: &mut dyn FnMut(u64) -> u64,
                     seen: &HashMap<String, Option<String>>,
                     id: u64|
@@ -83,7 +81,6 @@ fn main() {
         let point = invoke + 10_000 + random(100_000);
         let complete = point + 10_000 + random(100_000);
         let op = Planned {
-            client,
             id,
             operation,
             invoke,
@@ -92,7 +89,7 @@ fn main() {
         (point, op)
     };
     for client in 0..clients as usize {
-        let (point, op) = plan(client, 0, &mut random, &seen[client], ids[client]);
+        let (point, op) = plan(0, &mut random, &seen[client], ids[client]);
         planned[client] = Some(op);
         flight.push(Reverse((point, client)));
     }
@@ -141,7 +138,7 @@ fn main() {
             next_id += 1;
             seen[client].clear();
         }
-        let (point, next) = plan(client, op.complete, &mut random, &seen[client], ids[client]);
+        let (point, next) = plan(op.complete, &mut random, &seen[client], ids[client]);
         planned[client] = Some(next);
         flight.push(Reverse((point, client)));
     }

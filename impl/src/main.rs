@@ -70,7 +70,9 @@ enum Command {
     },
     /// Set KEY to VALUE.
     Put {
+        /// The key (unless --key-file gives it).
         key: Option<String>,
+        /// The value (unless --value-file gives it).
         value: Option<String>,
         #[command(flatten)]
         key_file: KeyFile,
@@ -83,6 +85,7 @@ enum Command {
     },
     /// Read KEY (through the log: linearizable). Exits 1 if it is absent.
     Get {
+        /// The key (unless --key-file gives it).
         key: Option<String>,
         #[command(flatten)]
         key_file: KeyFile,
@@ -91,6 +94,7 @@ enum Command {
     },
     /// Remove KEY. Exits 1 if it was absent.
     Delete {
+        /// The key (unless --key-file gives it).
         key: Option<String>,
         #[command(flatten)]
         key_file: KeyFile,
@@ -101,8 +105,12 @@ enum Command {
     /// nothing (then give KEY NEW). OLD is compared as given: `-` is the
     /// one-character value. Exits 1 if the key held something else.
     Cas {
+        /// The key (unless --key-file gives it).
         key: Option<String>,
+        /// The value the key must hold (unless --expect-absent or
+        /// --expect-file).
         old: Option<String>,
+        /// The value to set (unless --new-file gives it).
         new: Option<String>,
         #[command(flatten)]
         key_file: KeyFile,
@@ -452,4 +460,17 @@ fn status(target: &Target) -> Result<(), Failure> {
         return Err(Failure::unreachable("no replica answered"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(!colour(false, None), "a file or a pipe gets no colour");
+        assert!(!colour(true, Some("1".into())), "NO_COLOR turns it off");
+        assert!(colour(true, Some("".into())), "an empty NO_COLOR does not");
+    }
 }

@@ -20,19 +20,10 @@ use std::time::{Duration, Instant};
 pub const ANSWERS_PER_SECOND: u32 = 20;
 
 /// A token bucket: [`ANSWERS_PER_SECOND`] tokens, refilled every second.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RateLimit {
     window_started: Option<Instant>,
     used: u32,
-}
-
-impl Default for RateLimit {
-    fn default() -> Self {
-        RateLimit {
-            window_started: None,
-            used: 0,
-        }
-    }
 }
 
 impl RateLimit {

@@ -345,3 +345,25 @@ fn replica_logs_written_to_a_file_carry_no_colour_codes() {
         "ANSI escape codes in a log file: {text:?}"
     );
 }
+
+#[test]
+fn check_history_exits_0_1_or_2_for_linearizable_violated_or_unreadable() {
+    let path = std::env::temp_dir().join(format!("vr-test-history-{}.jsonl", std::process::id()));
+    let put = r#"{"client":1,"operation":"put","key":"k","value":"a","invoke_ns":0,"complete_ns":1,"result":"stored","status":"ok"}"#;
+    let stale = r#"{"client":2,"operation":"get","key":"k","value":null,"invoke_ns":2,"complete_ns":3,"result":null,"status":"ok"}"#;
+    let file = path.to_str().unwrap();
+    std::fs::write(&path, format!("{put}\n")).unwrap();
+    assert_eq!(vr(&["check-history", file], &[], b"").code, 0);
+    std::fs::write(&path, format!("{put}\n{stale}\n")).unwrap();
+    let violated = vr(&["check-history", file], &[], b"");
+    assert_eq!(violated.code, 1, "{}", violated.stderr);
+    assert!(
+        violated.stderr.contains("not linearizable"),
+        "{}",
+        violated.stderr
+    );
+    std::fs::write(&path, "not json\n").unwrap();
+    assert_eq!(vr(&["check-history", file], &[], b"").code, 2);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(vr(&["check-history", file], &[], b"").code, 2);
+}

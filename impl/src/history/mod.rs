@@ -252,6 +252,27 @@ mod tests {
     }
 
     #[test]
+    fn a_history_file_is_checked_streaming_and_its_violation_quotes_the_records() {
+        let lines = [
+            r#"{"client":1,"operation":"put","key":"k","value":"a","invoke_ns":0,"complete_ns":1,"result":"stored","status":"ok"}"#,
+            "",
+            r#"{"client":1,"operation":"put","key":"k","value":"b","invoke_ns":2,"complete_ns":3,"result":"stored","status":"ok"}"#,
+            r#"{"client":2,"operation":"get","key":"k","value":null,"invoke_ns":4,"complete_ns":5,"result":"a","status":"ok"}"#,
+        ];
+        let path = std::env::temp_dir().join(format!("vr-history-{}.jsonl", std::process::id()));
+        std::fs::write(&path, lines[..3].join("\n")).unwrap();
+        let summary = check_file(&path).unwrap().unwrap();
+        assert_eq!((summary.operations, summary.keys), (2, 1));
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let violation = check_file(&path).unwrap().unwrap_err();
+        // The second pass found the stuck read on the file's fourth line.
+        assert!(violation.message.contains("get: read \"a\""), "{violation}");
+        assert!(violation.message.contains("holds \"b\""), "{violation}");
+        let _ = std::fs::remove_file(&path);
+        assert!(check_file(&path).unwrap_err().contains("cannot read"));
+    }
+
+    #[test]
     fn a_malformed_line_is_named_by_its_number() {
         let error = parse("\n{\"client\":1}\n").unwrap_err();
         assert!(error.starts_with("line 2:"), "{error}");

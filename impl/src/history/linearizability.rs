@@ -12,12 +12,15 @@
 //! operation invoked before the cut has completed before the first one after
 //! it is invoked. Every order that agrees with real time then takes all the
 //! acknowledged operations before the cut first, so the search crosses the
-//! cut with only what the order before it decided: the values the key may
-//! hold there, each with the unknown operations that have not taken effect
-//! yet. Each stretch between cuts is searched for every such value it may
-//! end with, and the memo lives only as long as its stretch: memory follows
-//! the longest stretch of overlapping operations, not the history's length
-//! (a 1.5-million-operation history over 5 keys held 13 GB of memo before).
+//! cut with only what the order before it decided: the value the key holds
+//! there, with the unknown operations that have not taken effect yet. The
+//! search goes depth first over the stretches between cuts: each stretch's
+//! search hands the values it may end with, one at a time, to the next
+//! stretch, and a stretch that fails from an entry is remembered so that it
+//! is never searched from that entry again. A stretch's memo is a bit set
+//! over its own operations (128 bits for the usual short one), not over the
+//! key's whole history: a 1.5-million-operation history over 5 keys, whose
+//! whole-history memo outgrew 10 GB, now checks in about 240 MB.
 //!
 //! Operations whose status is failed did not take effect and are left out. An
 //! unknown (timed out) operation may take effect at any time after its
@@ -33,7 +36,9 @@ use std::fmt;
 use std::ops::Range;
 
 /// Configurations the search of one stretch of a key's history may visit
-/// before it gives up.
+/// before it gives up (a stretch with many clients on one key and no
+/// quiescent point, such as 64 clients over 5 keys, can exceed it, as the
+/// whole-key search did before).
 const CONFIGURATIONS_MAX: usize = 2_000_000;
 
 /// Operations shown before the point where a search got stuck.
@@ -292,58 +297,65 @@ impl KeyHistory {
                 last_observed.insert(state, j);
             }
         }
-        let mut entries = vec![Entry {
+        let ranges = stretches(ops);
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        // A depth-first search over stretches: each level searches one
+        // stretch from one entry, and hands each exit it finds, in turn, to
+        // the next stretch as its entry; the memo of a stretch lives while
+        // its level is on the path.
+        let first = Entry {
             state: None,
             carried: Vec::new(),
-        }];
-        for range in stretches(ops) {
-            let expected: HashSet<State> = entries
-                .iter()
-                .flat_map(|e| &e.carried)
-                .filter_map(|op| match op.effect {
-                    Effect::Cas { expected, .. } => Some(expected),
-                    _ => None,
-                })
-                .collect();
-            for entry in &mut entries {
-                entry.carried.retain(|op| {
-                    op.effect.leaves().is_some_and(|left| {
-                        expected.contains(&left)
-                            || last_observed.get(&left).is_some_and(|&j| j >= range.start)
-                    })
-                });
-            }
-            entries = maximal(entries);
-            let mut exits = Vec::new();
-            for entry in &entries {
-                let local = entry.local(&ops[range.clone()]);
-                match search(&local, entry.state, None) {
-                    Outcome::Exits(found) => {
-                        exits.extend(found.into_iter().map(|(state, untaken)| Entry {
-                            state,
-                            carried: untaken.into_iter().map(|i| local[i]).collect(),
-                        }));
+        };
+        let mut path = vec![Level::new(0, first, &ops[ranges[0].clone()])];
+        // Entries from which a stretch was searched to the end in vain.
+        let mut failed: HashSet<(usize, State, Vec<usize>)> = HashSet::new();
+        // The furthest stretch that failed, and every entry it failed from.
+        let mut furthest: (usize, Vec<Entry>) = (0, Vec::new());
+        while let Some(level) = path.last_mut() {
+            match level.search.next(None) {
+                Step::Exit(state, untaken) => {
+                    let k = level.k + 1;
+                    if k == ranges.len() {
+                        return Ok(());
                     }
-                    Outcome::Stuck { .. } => {}
-                    Outcome::GaveUp => {
-                        return Err(Violation {
-                            key: key.to_string(),
-                            message: format!(
-                                "key {key:?}: gave up after {CONFIGURATIONS_MAX} configurations of the {} operations from operation {} of the history on; whether it is linearizable is unknown",
-                                local.len(),
-                                ops[range.start].record + 1
-                            ),
-                        });
+                    let mut entry = Entry {
+                        state,
+                        carried: untaken.into_iter().map(|i| level.search.op(i)).collect(),
+                    };
+                    entry.forget_useless(ranges[k].start, &last_observed);
+                    if !failed.contains(&entry.key(k)) {
+                        path.push(Level::new(k, entry, &ops[ranges[k].clone()]));
                     }
-                    Outcome::Reached { .. } => unreachable!("no depth to stop at"),
                 }
+                Step::Exhausted { .. } => {
+                    let level = path.pop().expect("the level searched");
+                    failed.insert(level.entry.key(level.k));
+                    if level.k > furthest.0 {
+                        furthest = (level.k, Vec::new());
+                    }
+                    if level.k == furthest.0 {
+                        furthest.1.push(level.entry);
+                    }
+                }
+                Step::GaveUp => {
+                    let range = ranges[level.k].clone();
+                    return Err(Violation {
+                        key: key.to_string(),
+                        message: format!(
+                            "key {key:?}: gave up after {CONFIGURATIONS_MAX} configurations of the {} operations from operation {} of the history on; whether it is linearizable is unknown",
+                            range.len(),
+                            ops[range.start].record + 1
+                        ),
+                    });
+                }
+                Step::Reached { .. } => unreachable!("no depth to stop at"),
             }
-            if exits.is_empty() {
-                return Err(self.violation(key, range, &entries, fetch));
-            }
-            entries = exits;
         }
-        Ok(())
+        let (k, entries) = furthest;
+        Err(self.violation(key, ranges[k].clone(), &entries, fetch))
     }
 
     /// The violation found in the stretch `range`, whatever the key held on
@@ -357,14 +369,15 @@ impl KeyHistory {
     ) -> Violation {
         let entry = &entries[0];
         let local = entry.local(&self.ops[range.clone()]);
-        let Outcome::Stuck { deepest } = search(&local, entry.state, None) else {
+        let Step::Exhausted { deepest } = Stretch::new(local.clone(), entry.state).next(None)
+        else {
             unreachable!("the stretch was searched and had no end")
         };
-        let Outcome::Reached {
+        let Step::Reached {
             path,
             state,
             candidates,
-        } = search(&local, entry.state, Some(deepest))
+        } = Stretch::new(local.clone(), entry.state).next(Some(deepest))
         else {
             unreachable!("the same search reaches the same depth again")
         };
@@ -447,27 +460,46 @@ impl Entry {
     fn local(&self, stretch: &[Op]) -> Vec<Op> {
         self.carried.iter().chain(stretch).copied().collect()
     }
+
+    /// What identifies this entry into stretch `k`.
+    fn key(&self, k: usize) -> (usize, State, Vec<usize>) {
+        let mut records: Vec<usize> = self.carried.iter().map(|op| op.record).collect();
+        records.sort_unstable();
+        (k, self.state, records)
+    }
+
+    /// Forgets the carried operations that nothing from operation `cut` on
+    /// can tell apart from never taking effect.
+    fn forget_useless(&mut self, cut: usize, last_observed: &HashMap<State, usize>) {
+        let expected: HashSet<State> = self
+            .carried
+            .iter()
+            .filter_map(|op| match op.effect {
+                Effect::Cas { expected, .. } => Some(expected),
+                _ => None,
+            })
+            .collect();
+        self.carried.retain(|op| {
+            op.effect.leaves().is_some_and(|left| {
+                expected.contains(&left) || last_observed.get(&left).is_some_and(|&j| j >= cut)
+            })
+        });
+    }
 }
 
-/// The entries not made redundant by another: one that holds the same value
-/// and carries every unknown operation this one carries allows every order
-/// this one allows, and more.
-fn maximal(mut exits: Vec<Entry>) -> Vec<Entry> {
-    exits.sort_by_key(|e| std::cmp::Reverse(e.carried.len()));
-    let mut kept: Vec<Entry> = Vec::new();
-    for exit in exits {
-        let covered = kept.iter().any(|k| {
-            k.state == exit.state
-                && exit
-                    .carried
-                    .iter()
-                    .all(|c| k.carried.iter().any(|kc| kc.record == c.record))
-        });
-        if !covered {
-            kept.push(exit);
-        }
+/// One level of the search over stretches.
+struct Level {
+    /// The stretch's number.
+    k: usize,
+    entry: Entry,
+    search: Stretch,
+}
+
+impl Level {
+    fn new(k: usize, entry: Entry, stretch: &[Op]) -> Level {
+        let search = Stretch::new(entry.local(stretch), entry.state);
+        Level { k, entry, search }
     }
-    kept
 }
 
 /// The stretches of `ops` (sorted by invocation) between quiescent cuts: a
@@ -569,12 +601,13 @@ impl Taken for u128 {
     }
 }
 
-enum Outcome {
-    /// Every acknowledged operation took effect: the values the key may then
-    /// hold, each with the unknown operations (indices) that had not.
-    Exits(Vec<(State, Vec<usize>)>),
-    /// No order: `deepest` operations were the most that took effect.
-    Stuck {
+/// What a stretch's search found next.
+enum Step {
+    /// Every acknowledged operation took effect: the value the key then
+    /// holds, with the unknown operations (indices) that had not.
+    Exit(State, Vec<usize>),
+    /// No more exits: `deepest` operations were the most that took effect.
+    Exhausted {
         deepest: usize,
     },
     /// Stopped on first reaching the depth asked for.
@@ -621,6 +654,9 @@ fn push_candidates<T: Taken>(ops: &[Op], taken: &T, first_pending: usize, out: &
             out.push(i);
         }
     }
+    // The acknowledged ones by completion: the first to complete is the
+    // one every order must take before what follows it in real time.
+    out[found..].sort_unstable_by_key(|&i| ops[i].complete);
     for k in base..found {
         let i = out[k];
         let twin = |m: usize| {
@@ -641,106 +677,163 @@ fn candidates<T: Taken>(ops: &[Op], taken: &T, first_pending: usize) -> Vec<usiz
     found
 }
 
-/// Searches the orders of `ops` from the key holding `start`, for every
-/// value it may hold once all acknowledged operations have taken effect
-/// (unknown ones left then take effect after, or never: the next stretch's
-/// business). With `stop_at`, stops on first reaching that depth instead.
-fn search(ops: &[Op], start: State, stop_at: Option<usize>) -> Outcome {
-    if ops.len() <= 128 {
-        search_with::<u128>(ops, start, stop_at)
-    } else {
-        search_with::<Bits>(ops, start, stop_at)
+/// The search of one stretch's operations, by the memo's bit set: one
+/// without allocation for the usual short stretch.
+enum Stretch {
+    Short(Search<u128>),
+    Long(Search<Bits>),
+}
+
+impl Stretch {
+    fn new(ops: Vec<Op>, start: State) -> Stretch {
+        if ops.len() <= 128 {
+            Stretch::Short(Search::new(ops, start))
+        } else {
+            Stretch::Long(Search::new(ops, start))
+        }
+    }
+
+    fn next(&mut self, stop_at: Option<usize>) -> Step {
+        match self {
+            Stretch::Short(search) => search.next(stop_at),
+            Stretch::Long(search) => search.next(stop_at),
+        }
+    }
+
+    fn op(&self, i: usize) -> Op {
+        match self {
+            Stretch::Short(search) => search.ops[i],
+            Stretch::Long(search) => search.ops[i],
+        }
     }
 }
 
-fn search_with<T: Taken>(ops: &[Op], start: State, stop_at: Option<usize>) -> Outcome {
-    let definite_total = ops.iter().filter(|op| op.definite).count();
-    if definite_total == 0 {
-        return Outcome::Exits(vec![(start, (0..ops.len()).collect())]);
+/// Searches the orders of `ops` from the key holding `start` for the values
+/// it may hold once all acknowledged operations have taken effect (unknown
+/// ones left then take effect after, or never: the next stretch's
+/// business), one at a time: each [`Search::next`] goes on from the exit
+/// the previous one found.
+struct Search<T: Taken> {
+    ops: Vec<Op>,
+    start: State,
+    taken: T,
+    state: State,
+    definite_total: usize,
+    definite_taken: usize,
+    seen: AHashSet<(T, State)>,
+    /// Every frame's candidates, one stretch after another.
+    pending: Vec<usize>,
+    stack: Vec<Frame>,
+    deepest: usize,
+}
+
+impl<T: Taken> Search<T> {
+    fn new(ops: Vec<Op>, start: State) -> Search<T> {
+        let taken = T::new(ops.len());
+        let mut pending = Vec::new();
+        push_candidates(&ops, &taken, 0, &mut pending);
+        Search {
+            definite_total: ops.iter().filter(|op| op.definite).count(),
+            stack: vec![Frame {
+                candidates: 0..pending.len(),
+                next: 0,
+                taken: None,
+                first_pending: 0,
+            }],
+            ops,
+            start,
+            taken,
+            state: start,
+            definite_taken: 0,
+            seen: AHashSet::new(),
+            pending,
+            deepest: 0,
+        }
     }
-    let mut taken = T::new(ops.len());
-    let mut state = start;
-    let mut definite_taken = 0;
-    let mut seen: AHashSet<(T, State)> = AHashSet::new();
-    let mut exits = Vec::new();
-    let mut deepest = 0;
-    // Every frame's candidates, one stretch after another.
-    let mut pending: Vec<usize> = Vec::new();
-    push_candidates(ops, &taken, 0, &mut pending);
-    let mut stack = vec![Frame {
-        candidates: 0..pending.len(),
-        next: 0,
-        taken: None,
-        first_pending: 0,
-    }];
-    while let Some(frame) = stack.last_mut() {
-        if let Some((i, before)) = frame.taken.take() {
-            taken.clear(i);
-            state = before;
-            definite_taken -= usize::from(ops[i].definite);
+
+    /// The next exit; with `stop_at`, stops instead on first reaching that
+    /// depth.
+    fn next(&mut self, stop_at: Option<usize>) -> Step {
+        let ops = &self.ops;
+        if self.definite_total == 0 {
+            // Nothing must take effect: the entry is the one exit.
+            return match self.stack.pop() {
+                Some(_) => Step::Exit(self.start, (0..ops.len()).collect()),
+                None => Step::Exhausted { deepest: 0 },
+            };
         }
-        if frame.next == frame.candidates.len() {
-            pending.truncate(frame.candidates.start);
-            stack.pop();
-            continue;
-        }
-        let i = pending[frame.candidates.start + frame.next];
-        frame.next += 1;
-        let Some(after) = ops[i].effect.apply(state) else {
-            continue;
-        };
-        taken.set(i);
-        if !seen.insert((taken.clone(), after)) {
-            taken.clear(i);
-            continue;
-        }
-        if seen.len() > CONFIGURATIONS_MAX {
-            return Outcome::GaveUp;
-        }
-        if definite_taken + usize::from(ops[i].definite) == definite_total {
-            // Every operation not taken is unknown.
-            exits.push((after, (0..ops.len()).filter(|&j| !taken.get(j)).collect()));
-            taken.clear(i);
-            continue;
-        }
-        frame.taken = Some((i, state));
-        state = after;
-        definite_taken += usize::from(ops[i].definite);
-        let mut first_pending = frame.first_pending;
-        while first_pending < ops.len() && taken.get(first_pending) {
-            first_pending += 1;
-        }
-        let from = pending.len();
-        push_candidates(ops, &taken, first_pending, &mut pending);
-        stack.push(Frame {
-            candidates: from..pending.len(),
-            next: 0,
-            taken: None,
-            first_pending,
-        });
-        let depth = stack.len() - 1;
-        if depth > deepest {
-            deepest = depth;
-            if stop_at == Some(depth) {
-                return Outcome::Reached {
-                    path: stack.iter().filter_map(|f| f.taken.map(|t| t.0)).collect(),
-                    state,
-                    candidates: pending[from..].to_vec(),
-                };
+        while let Some(frame) = self.stack.last_mut() {
+            if let Some((i, before)) = frame.taken.take() {
+                self.taken.clear(i);
+                self.state = before;
+                self.definite_taken -= usize::from(ops[i].definite);
+            }
+            if frame.next == frame.candidates.len() {
+                self.pending.truncate(frame.candidates.start);
+                self.stack.pop();
+                continue;
+            }
+            let i = self.pending[frame.candidates.start + frame.next];
+            frame.next += 1;
+            let Some(after) = ops[i].effect.apply(self.state) else {
+                continue;
+            };
+            self.taken.set(i);
+            if !self.seen.insert((self.taken.clone(), after)) {
+                self.taken.clear(i);
+                continue;
+            }
+            if self.seen.len() > CONFIGURATIONS_MAX {
+                return Step::GaveUp;
+            }
+            if self.definite_taken + usize::from(ops[i].definite) == self.definite_total {
+                // Every operation not taken is unknown.
+                let untaken = (0..ops.len()).filter(|&j| !self.taken.get(j)).collect();
+                self.taken.clear(i);
+                return Step::Exit(after, untaken);
+            }
+            frame.taken = Some((i, self.state));
+            self.state = after;
+            self.definite_taken += usize::from(ops[i].definite);
+            let mut first_pending = frame.first_pending;
+            while first_pending < ops.len() && self.taken.get(first_pending) {
+                first_pending += 1;
+            }
+            let from = self.pending.len();
+            push_candidates(ops, &self.taken, first_pending, &mut self.pending);
+            self.stack.push(Frame {
+                candidates: from..self.pending.len(),
+                next: 0,
+                taken: None,
+                first_pending,
+            });
+            let depth = self.stack.len() - 1;
+            if depth > self.deepest {
+                self.deepest = depth;
+                if stop_at == Some(depth) {
+                    return Step::Reached {
+                        path: self
+                            .stack
+                            .iter()
+                            .filter_map(|f| f.taken.map(|t| t.0))
+                            .collect(),
+                        state: self.state,
+                        candidates: self.pending[from..].to_vec(),
+                    };
+                }
             }
         }
+        if stop_at == Some(0) {
+            return Step::Reached {
+                path: Vec::new(),
+                state: self.start,
+                candidates: candidates(ops, &T::new(ops.len()), 0),
+            };
+        }
+        Step::Exhausted {
+            deepest: self.deepest,
+        }
     }
-    if !exits.is_empty() {
-        return Outcome::Exits(exits);
-    }
-    if stop_at == Some(0) {
-        return Outcome::Reached {
-            path: Vec::new(),
-            state: start,
-            candidates: candidates(ops, &T::new(ops.len()), 0),
-        };
-    }
-    Outcome::Stuck { deepest }
 }
 
 #[cfg(test)]

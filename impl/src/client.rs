@@ -238,7 +238,8 @@ impl Client {
     }
 
     /// Asks every replica for its status; `None` for those that do not answer
-    /// within `wait`.
+    /// within `wait`. [`ClientError::WrongCluster`] if none answered but some
+    /// said they belong to another cluster.
     pub fn statuses(&self, wait: Duration) -> Result<Vec<Option<StatusReport>>, ClientError> {
         let bytes = wire::encode(self.cluster.cluster_id, &Packet::StatusQuery)
             .map_err(|e| ClientError::Rejected(e.to_string()))?;
@@ -246,6 +247,8 @@ impl Client {
             self.send(&bytes, *address);
         }
         let mut reports: Vec<Option<StatusReport>> = vec![None; self.cluster.addresses.len()];
+        // Replicas that answered "wrong cluster".
+        let mut refused = BTreeSet::new();
         let started = Instant::now();
         let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
         while reports.iter().any(Option::is_none) && started.elapsed() < wait {
@@ -254,12 +257,22 @@ impl Client {
             else {
                 continue;
             };
-            if let Ok(Packet::Status(report)) =
-                wire::decode(self.cluster.cluster_id, &buffer[..len])
-                && let Some(id) = self.cluster.replica_at(source)
-            {
-                reports[usize::from(id.0)] = Some(report);
+            let Some(id) = self.cluster.replica_at(source) else {
+                continue;
+            };
+            match wire::decode(self.cluster.cluster_id, &buffer[..len]) {
+                Ok(Packet::Status(report)) => reports[usize::from(id.0)] = Some(report),
+                Ok(Packet::WrongCluster) => {
+                    refused.insert(id);
+                }
+                _ => {}
             }
+            if refused.len() == self.cluster.addresses.len() {
+                break;
+            }
+        }
+        if reports.iter().all(Option::is_none) && !refused.is_empty() {
+            return Err(self.wrong_cluster(&refused));
         }
         Ok(reports)
     }

@@ -284,6 +284,13 @@ fn a_wrong_cluster_id_is_reported_as_such_at_once_and_answers_are_small_and_limi
         "not the 5 s timeout: {:?}",
         wrong.took
     );
+    let status = vr(&["status"], &cluster.target(35), b"");
+    assert_eq!(status.code, 3, "{}", status.stderr);
+    assert!(
+        status.stderr.contains("wrong cluster id"),
+        "{}",
+        status.stderr
+    );
     // On the wire: a StatusQuery of cluster 35 gets an answer no larger,
     // readable as cluster 35's, that does not name cluster 34.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();

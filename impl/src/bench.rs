@@ -2,6 +2,7 @@
 //! reply before sending the next operation.
 
 use super::Target;
+use super::exit::Failure;
 use clap::Args;
 use std::collections::HashMap;
 use std::io::Write;
@@ -82,7 +83,20 @@ struct Outcome {
     errors: u64,
 }
 
-pub fn run(args: &BenchArgs) -> Result<(), String> {
+/// Runs the load and reports it; fails (exit 3) if no operation succeeded,
+/// as against a cluster that is down.
+pub fn run(args: &BenchArgs) -> Result<(), Failure> {
+    let (succeeded, attempted) = load_and_report(args)?;
+    if succeeded == 0 {
+        return Err(Failure::unreachable(format!(
+            "no operation succeeded ({attempted} attempted): is the cluster up, and is its id the one given?"
+        )));
+    }
+    Ok(())
+}
+
+/// The operations that succeeded and those attempted.
+fn load_and_report(args: &BenchArgs) -> Result<(usize, u64), String> {
     let mix = Mix {
         read: args.read_ratio,
         delete: args.delete_ratio,
@@ -114,7 +128,8 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         })?;
     if args.value_size < VALUE_MIN || args.value_size > VALUE_MAX {
         return Err(format!(
-            "--value-size must be between {VALUE_MIN} (each write's value is unique) and {VALUE_MAX} (a datagram)"
+            "--value-size must be between {VALUE_MIN} (each write's value is unique) and {VALUE_MAX} (a request, key and value together, is at most {} bytes)",
+            vr::runtime::wire::REQUEST_MAX
         ));
     }
     let interval = match args.rate {
@@ -205,7 +220,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             path.display()
         );
     }
-    Ok(())
+    Ok((latencies.len(), latencies.len() as u64 + errors))
 }
 
 fn load(

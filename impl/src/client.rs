@@ -6,7 +6,8 @@
 use crate::app::{KvOperation, KvOutput};
 use crate::core::{ClientId, Request, RequestNumber, View};
 use crate::runtime::ClusterConfig;
-use crate::runtime::wire::{self, DATAGRAM_MAX, Packet, StatusReport};
+use crate::runtime::wire::{self, DATAGRAM_MAX, Packet, StatusReport, WireError};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -18,9 +19,17 @@ pub enum ClientError {
     /// No reply within the deadline. The operation may or may not have
     /// executed: a retry with the same client would not execute it twice.
     Timeout { waited: Duration },
-    /// The request could not be sent or is refused before it is sent (for
-    /// example, too large for a datagram).
+    /// The request could not be sent or is refused before it is sent.
     Rejected(String),
+    /// The encoded request is `size` bytes, more than the `max`
+    /// ([`wire::REQUEST_MAX`]) a replica takes: not sent.
+    TooLarge { size: usize, max: usize },
+    /// The replicas at these addresses answered that they do not belong to
+    /// the client's cluster (`cluster_id`): a misconfigured client.
+    WrongCluster {
+        cluster_id: u32,
+        addresses: Vec<SocketAddr>,
+    },
     /// The socket failed.
     Io(io::Error),
 }
@@ -34,6 +43,21 @@ impl fmt::Display for ClientError {
                 waited.as_secs_f64()
             ),
             ClientError::Rejected(reason) => write!(f, "request rejected: {reason}"),
+            ClientError::TooLarge { size, max } => write!(
+                f,
+                "the request is {size} bytes encoded; a request (key, value and about 30 bytes of framing) is at most {max} bytes"
+            ),
+            ClientError::WrongCluster {
+                cluster_id,
+                addresses,
+            } => {
+                let addresses: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+                write!(
+                    f,
+                    "wrong cluster id: the replicas at {} answer that they do not belong to cluster {cluster_id}; check --cluster-id or the configuration file's cluster_id",
+                    addresses.join(", ")
+                )
+            }
             ClientError::Io(e) => write!(f, "socket error: {e}"),
         }
     }
@@ -105,15 +129,9 @@ impl Client {
             request: self.next,
         };
         self.next = self.next.next();
-        let bytes = wire::encode(self.cluster.cluster_id, &Packet::Request(request.clone()))
-            .map_err(|e| ClientError::Rejected(e.to_string()))?;
-        if bytes.len() > wire::REQUEST_MAX {
-            return Err(ClientError::Rejected(format!(
-                "the request is {} bytes; at most {} fit",
-                bytes.len(),
-                wire::REQUEST_MAX
-            )));
-        }
+        let bytes = self.encode_request(&request)?;
+        // Replicas that answered "wrong cluster".
+        let mut refused = BTreeSet::new();
         let started = Instant::now();
         if let Some(primary) = self.cluster.address(self.cluster.primary(self.view)) {
             self.send(&bytes, primary);
@@ -123,6 +141,9 @@ impl Client {
         loop {
             let now = Instant::now();
             if now >= started + self.deadline {
+                if !refused.is_empty() {
+                    return Err(self.wrong_cluster(&refused));
+                }
                 return Err(ClientError::Timeout {
                     waited: now - started,
                 });
@@ -136,16 +157,53 @@ impl Client {
             let wait = next_retry
                 .min(started + self.deadline)
                 .saturating_duration_since(now);
-            let Some((len, _)) = self.receive(&mut buffer, wait)? else {
+            let Some((len, source)) = self.receive(&mut buffer, wait)? else {
                 continue;
             };
-            if let Ok(Packet::Reply(reply)) = wire::decode(self.cluster.cluster_id, &buffer[..len])
-                && reply.client == self.id
-                && reply.request == request.request
-            {
-                self.view = self.view.max(reply.view);
-                return Ok(reply.output);
+            match wire::decode(self.cluster.cluster_id, &buffer[..len]) {
+                Ok(Packet::Reply(reply))
+                    if reply.client == self.id && reply.request == request.request =>
+                {
+                    self.view = self.view.max(reply.view);
+                    return Ok(reply.output);
+                }
+                Ok(Packet::WrongCluster) => {
+                    if let Some(id) = self.cluster.replica_at(source) {
+                        refused.insert(id);
+                    }
+                    // No quorum is left to serve this cluster id.
+                    if refused.len() > self.cluster.addresses.len() / 2 {
+                        return Err(self.wrong_cluster(&refused));
+                    }
+                }
+                _ => {}
             }
+        }
+    }
+
+    /// The datagram of `request`, if a replica would take it: the one limit
+    /// a request has is [`wire::REQUEST_MAX`], whether it would fit a
+    /// datagram or not.
+    fn encode_request(&self, request: &Request<crate::app::Kv>) -> Result<Vec<u8>, ClientError> {
+        let too_large = |size| ClientError::TooLarge {
+            size,
+            max: wire::REQUEST_MAX,
+        };
+        match wire::encode(self.cluster.cluster_id, &Packet::Request(request.clone())) {
+            Ok(bytes) if bytes.len() > wire::REQUEST_MAX => Err(too_large(bytes.len())),
+            Ok(bytes) => Ok(bytes),
+            Err(WireError::Oversized(size)) => Err(too_large(size)),
+            Err(e) => Err(ClientError::Rejected(e.to_string())),
+        }
+    }
+
+    fn wrong_cluster(&self, refused: &BTreeSet<crate::core::ReplicaId>) -> ClientError {
+        ClientError::WrongCluster {
+            cluster_id: self.cluster.cluster_id,
+            addresses: refused
+                .iter()
+                .filter_map(|id| self.cluster.address(*id))
+                .collect(),
         }
     }
 
@@ -180,7 +238,8 @@ impl Client {
     }
 
     /// Asks every replica for its status; `None` for those that do not answer
-    /// within `wait`.
+    /// within `wait`. [`ClientError::WrongCluster`] if none answered but some
+    /// said they belong to another cluster.
     pub fn statuses(&self, wait: Duration) -> Result<Vec<Option<StatusReport>>, ClientError> {
         let bytes = wire::encode(self.cluster.cluster_id, &Packet::StatusQuery)
             .map_err(|e| ClientError::Rejected(e.to_string()))?;
@@ -188,6 +247,8 @@ impl Client {
             self.send(&bytes, *address);
         }
         let mut reports: Vec<Option<StatusReport>> = vec![None; self.cluster.addresses.len()];
+        // Replicas that answered "wrong cluster".
+        let mut refused = BTreeSet::new();
         let started = Instant::now();
         let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
         while reports.iter().any(Option::is_none) && started.elapsed() < wait {
@@ -196,12 +257,22 @@ impl Client {
             else {
                 continue;
             };
-            if let Ok(Packet::Status(report)) =
-                wire::decode(self.cluster.cluster_id, &buffer[..len])
-                && let Some(id) = self.cluster.replica_at(source)
-            {
-                reports[usize::from(id.0)] = Some(report);
+            let Some(id) = self.cluster.replica_at(source) else {
+                continue;
+            };
+            match wire::decode(self.cluster.cluster_id, &buffer[..len]) {
+                Ok(Packet::Status(report)) => reports[usize::from(id.0)] = Some(report),
+                Ok(Packet::WrongCluster) => {
+                    refused.insert(id);
+                }
+                _ => {}
             }
+            if refused.len() == self.cluster.addresses.len() {
+                break;
+            }
+        }
+        if reports.iter().all(Option::is_none) && !refused.is_empty() {
+            return Err(self.wrong_cluster(&refused));
         }
         Ok(reports)
     }

@@ -12,6 +12,11 @@ use vr::client::Client;
 use vr::runtime::{ClusterConfig, Node, Start, mark_started, start_mode};
 
 mod bench;
+mod exit;
+mod input;
+
+use exit::Failure;
+use input::Wanted;
 
 #[derive(Parser)]
 #[command(
@@ -20,7 +25,9 @@ mod bench;
     about = "Viewstamped Replication: run replicas of a key-value store, and talk to them",
     long_about = "Viewstamped Replication: run replicas of a key-value store, and talk to them.\n\n\
         RUST_LOG sets the log level (default: info for replicas, warn for clients); view changes, \
-        disconnections and recoveries log at info."
+        disconnections and recoveries log at info; NO_COLOR (or a log that is not a terminal) \
+        turns colours off.",
+    after_help = exit::HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -63,28 +70,59 @@ enum Command {
     },
     /// Set KEY to VALUE.
     Put {
-        key: String,
-        value: String,
+        /// The key (unless --key-file gives it).
+        key: Option<String>,
+        /// The value (unless --value-file gives it).
+        value: Option<String>,
+        #[command(flatten)]
+        key_file: KeyFile,
+        /// Read VALUE from PATH (`-`: standard input), byte for byte,
+        /// final newline included: for values a command line cannot hold.
+        #[arg(long, value_name = "PATH")]
+        value_file: Option<PathBuf>,
         #[command(flatten)]
         target: Target,
     },
-    /// Read KEY (through the log: linearizable).
+    /// Read KEY (through the log: linearizable). Exits 1 if it is absent.
     Get {
-        key: String,
+        /// The key (unless --key-file gives it).
+        key: Option<String>,
+        #[command(flatten)]
+        key_file: KeyFile,
         #[command(flatten)]
         target: Target,
     },
-    /// Remove KEY.
+    /// Remove KEY. Exits 1 if it was absent.
     Delete {
-        key: String,
+        /// The key (unless --key-file gives it).
+        key: Option<String>,
+        #[command(flatten)]
+        key_file: KeyFile,
         #[command(flatten)]
         target: Target,
     },
-    /// Set KEY to NEW if it holds OLD (`-` for absent).
+    /// Set KEY to NEW if it holds OLD, or, with --expect-absent, if it holds
+    /// nothing (then give KEY NEW). OLD is compared as given: `-` is the
+    /// one-character value. Exits 1 if the key held something else.
     Cas {
-        key: String,
-        old: String,
-        new: String,
+        /// The key (unless --key-file gives it).
+        key: Option<String>,
+        /// The value the key must hold (unless --expect-absent or
+        /// --expect-file).
+        old: Option<String>,
+        /// The value to set (unless --new-file gives it).
+        new: Option<String>,
+        #[command(flatten)]
+        key_file: KeyFile,
+        /// Swap only if the key is absent.
+        #[arg(long, conflicts_with = "expect_file")]
+        expect_absent: bool,
+        /// Read OLD from PATH (`-`: standard input), byte for byte.
+        #[arg(long, value_name = "PATH")]
+        expect_file: Option<PathBuf>,
+        /// Read NEW from PATH (`-`: standard input), byte for byte.
+        #[arg(long, value_name = "PATH")]
+        new_file: Option<PathBuf>,
         #[command(flatten)]
         target: Target,
     },
@@ -101,6 +139,24 @@ enum Command {
         /// The history (JSON lines).
         file: PathBuf,
     },
+}
+
+/// Where a key may come from instead of the command line.
+#[derive(Args, Clone)]
+pub struct KeyFile {
+    /// Read KEY from PATH (`-`: standard input), byte for byte.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+}
+
+impl KeyFile {
+    fn wanted(&self) -> Wanted<'_> {
+        Wanted {
+            name: "KEY",
+            file: self.key_file.as_ref(),
+            flag: "--key-file",
+        }
+    }
 }
 
 /// Which cluster to talk to.
@@ -130,24 +186,35 @@ impl Target {
 }
 
 fn init_logging(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .init();
+}
+
+/// Whether logs are coloured: only on a terminal, and not when NO_COLOR is
+/// set to anything but the empty string (https://no-color.org).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result: Result<(), Failure> = match cli.command {
         Command::Cluster {
             replicas,
             port,
             cluster_id,
         } => {
             init_logging("info");
-            run_cluster(replicas, port, cluster_id)
+            run_cluster(replicas, port, cluster_id).map_err(Failure::from)
         }
         Command::Replica {
             config,
@@ -157,19 +224,78 @@ fn main() -> ExitCode {
             recover,
         } => {
             init_logging("info");
-            run_replica(&config, id, &state_dir, fresh, recover)
+            run_replica(&config, id, &state_dir, fresh, recover).map_err(Failure::from)
         }
-        Command::Put { key, value, target } => call(&target, KvOperation::Put { key, value }),
-        Command::Get { key, target } => call(&target, KvOperation::Get { key }),
-        Command::Delete { key, target } => call(&target, KvOperation::Delete { key }),
+        Command::Put {
+            key,
+            value,
+            key_file,
+            value_file,
+            target,
+        } => {
+            let value_file = Wanted {
+                name: "VALUE",
+                file: value_file.as_ref(),
+                flag: "--value-file",
+            };
+            operation(
+                &[key, value],
+                &target,
+                &[key_file.wanted(), value_file],
+                |mut inputs| {
+                    let value = inputs.pop().expect("gathered");
+                    let key = inputs.pop().expect("gathered");
+                    KvOperation::Put { key, value }
+                },
+            )
+        }
+        Command::Get {
+            key,
+            key_file,
+            target,
+        } => operation(&[key], &target, &[key_file.wanted()], |mut inputs| {
+            KvOperation::Get {
+                key: inputs.pop().expect("gathered"),
+            }
+        }),
+        Command::Delete {
+            key,
+            key_file,
+            target,
+        } => operation(&[key], &target, &[key_file.wanted()], |mut inputs| {
+            KvOperation::Delete {
+                key: inputs.pop().expect("gathered"),
+            }
+        }),
         Command::Cas {
             key,
             old,
             new,
+            key_file,
+            expect_absent,
+            expect_file,
+            new_file,
             target,
         } => {
-            let expected = (old != "-").then_some(old);
-            call(&target, KvOperation::Cas { key, expected, new })
+            let mut wanted = vec![key_file.wanted()];
+            if !expect_absent {
+                wanted.push(Wanted {
+                    name: "OLD",
+                    file: expect_file.as_ref(),
+                    flag: "--expect-file",
+                });
+            }
+            wanted.push(Wanted {
+                name: "NEW",
+                file: new_file.as_ref(),
+                flag: "--new-file",
+            });
+            operation(&[key, old, new], &target, &wanted, |mut inputs| {
+                let new = inputs.pop().expect("gathered");
+                let expected = (!expect_absent).then(|| inputs.pop().expect("gathered"));
+                let key = inputs.pop().expect("gathered");
+                KvOperation::Cas { key, expected, new }
+            })
         }
         Command::Status { target } => status(&target),
         Command::Bench(args) => {
@@ -180,11 +306,23 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            failure.exit_code()
         }
     }
+}
+
+/// Gathers a client command's inputs from its words and files, builds its
+/// operation and carries it out.
+fn operation(
+    words: &[Option<String>],
+    target: &Target,
+    wanted: &[Wanted],
+    build: impl FnOnce(Vec<String>) -> KvOperation,
+) -> Result<(), Failure> {
+    let inputs = input::gather(words, wanted)?;
+    call(target, build(inputs))
 }
 
 fn run_cluster(replicas: u8, port: u16, cluster_id: u32) -> Result<(), String> {
@@ -244,33 +382,32 @@ fn run_replica(
         .map_err(|e| format!("socket failed: {e}"))
 }
 
-fn call(target: &Target, operation: KvOperation) -> Result<(), String> {
+fn call(target: &Target, operation: KvOperation) -> Result<(), Failure> {
     let cluster = target.resolve()?;
-    let mut client = Client::new(cluster).map_err(|e| e.to_string())?;
-    let output = client.call(operation).map_err(|e| e.to_string())?;
+    let mut client = Client::new(cluster)?;
+    let output = client.call(operation)?;
     match output {
         KvOutput::Stored => println!("OK"),
         KvOutput::Value(Some(value)) => println!("{value}"),
-        KvOutput::Value(None) => return Err("not found".into()),
+        KvOutput::Value(None) => return Err(Failure::no("not found")),
         KvOutput::Deleted(Some(value)) => println!("deleted {value}"),
-        KvOutput::Deleted(None) => println!("not found (nothing deleted)"),
+        KvOutput::Deleted(None) => return Err(Failure::no("not found (nothing deleted)")),
         KvOutput::Cas { swapped: true, .. } => println!("OK"),
         KvOutput::Cas {
             swapped: false,
             previous,
         } => {
-            return Err(format!(
+            return Err(Failure::no(format!(
                 "not swapped: the key holds {}",
                 previous.map_or("nothing".to_string(), |p| format!("{p:?}"))
-            ));
+            )));
         }
     }
     Ok(())
 }
 
-fn check_history(file: &std::path::Path) -> Result<(), String> {
-    let records = vr::history::read(file)?;
-    let summary = vr::history::check(&records).map_err(|violation| violation.to_string())?;
+fn check_history(file: &std::path::Path) -> Result<(), Failure> {
+    let summary = vr::history::check_file(file)?.map_err(|v| Failure::no(v.to_string()))?;
     println!(
         "linearizable: {} operations over {} keys ({} ok, {} failed, {} unknown)",
         summary.operations, summary.keys, summary.ok, summary.failed, summary.unknown
@@ -278,13 +415,11 @@ fn check_history(file: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn status(target: &Target) -> Result<(), String> {
+fn status(target: &Target) -> Result<(), Failure> {
     let cluster = target.resolve()?;
     let addresses = cluster.addresses.clone();
-    let client = Client::new(cluster).map_err(|e| e.to_string())?;
-    let reports = client
-        .statuses(Duration::from_millis(500))
-        .map_err(|e| e.to_string())?;
+    let client = Client::new(cluster)?;
+    let reports = client.statuses(Duration::from_millis(500))?;
     println!(
         "{:<8} {:<22} {:<11} {:>6} {:>10} {:>10}  {:<12} dropped",
         "replica", "address", "status", "view", "op", "commit", "connected"
@@ -322,7 +457,20 @@ fn status(target: &Target) -> Result<(), String> {
         }
     }
     if answered == 0 {
-        return Err("no replica answered".into());
+        return Err(Failure::unreachable("no replica answered"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(!colour(false, None), "a file or a pipe gets no colour");
+        assert!(!colour(true, Some("1".into())), "NO_COLOR turns it off");
+        assert!(colour(true, Some("".into())), "an empty NO_COLOR does not");
+    }
 }

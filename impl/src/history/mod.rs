@@ -12,11 +12,13 @@
 
 mod linearizability;
 
-pub use linearizability::{Summary, Violation, check};
+pub use linearizability::{Checker, Summary, Violation, check};
 
 use crate::app::{KvOperation, KvOutput};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt;
+use std::io::BufRead;
 use std::path::Path;
 
 /// Which operation a record is.
@@ -133,15 +135,18 @@ pub fn parse(text: &str) -> Result<Vec<Record>, String> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            let record: Record =
-                serde_json::from_str(line).map_err(|e| format!("line {}: {e}", index + 1))?;
-            if record.complete_ns < record.invoke_ns {
-                return Err(format!("line {}: completed before invoked", index + 1));
-            }
-            Ok(record)
-        })
+        .map(|(index, line)| parse_line(index, line))
         .collect()
+}
+
+/// Parses line `index` (from 0) of a history.
+fn parse_line(index: usize, line: &str) -> Result<Record, String> {
+    let record: Record =
+        serde_json::from_str(line).map_err(|e| format!("line {}: {e}", index + 1))?;
+    if record.complete_ns < record.invoke_ns {
+        return Err(format!("line {}: completed before invoked", index + 1));
+    }
+    Ok(record)
 }
 
 /// Reads and parses the history in `path`.
@@ -149,6 +154,55 @@ pub fn read(path: &Path) -> Result<Vec<Record>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Calls `each` with every record of the history in `path` and its line's
+/// index (from 0), reading one line at a time; stops at `each`'s first
+/// `Some`.
+fn for_each_record<T>(
+    path: &Path,
+    mut each: impl FnMut(usize, Record) -> Option<T>,
+) -> Result<Option<T>, String> {
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(cannot)?);
+    let mut line = String::new();
+    for index in 0.. {
+        line.clear();
+        if reader.read_line(&mut line).map_err(cannot)? == 0 {
+            break;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = parse_line(index, &line).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(stop) = each(index, record) {
+            return Ok(Some(stop));
+        }
+    }
+    Ok(None)
+}
+
+/// Checks the history in `path` as [`check`] does, streaming it: its records
+/// are not held, only each key's operations in a compact form. `Err` when
+/// the file cannot be read or parsed; `Ok(Err)` when it is not linearizable.
+pub fn check_file(path: &Path) -> Result<Result<Summary, Violation>, String> {
+    let mut checker = Checker::default();
+    if let Some(violation) =
+        for_each_record(path, |index, record| checker.add(index, &record).err())?
+    {
+        return Ok(Err(violation));
+    }
+    Ok(checker.finish(|wanted| {
+        let mut found = HashMap::new();
+        // A second pass, only to quote the records a violation involves.
+        let _ = for_each_record(path, |index, record| {
+            if wanted.contains(&index) {
+                found.insert(index, record);
+            }
+            None::<()>
+        });
+        found
+    }))
 }
 
 /// Writes `records` as JSON lines.
@@ -195,6 +249,27 @@ mod tests {
         assert_eq!(parsed, vec![record]);
         assert_eq!(parsed[0].expected.as_deref(), Some("a"));
         assert_eq!(parsed[0].result.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_history_file_is_checked_streaming_and_its_violation_quotes_the_records() {
+        let lines = [
+            r#"{"client":1,"operation":"put","key":"k","value":"a","invoke_ns":0,"complete_ns":1,"result":"stored","status":"ok"}"#,
+            "",
+            r#"{"client":1,"operation":"put","key":"k","value":"b","invoke_ns":2,"complete_ns":3,"result":"stored","status":"ok"}"#,
+            r#"{"client":2,"operation":"get","key":"k","value":null,"invoke_ns":4,"complete_ns":5,"result":"a","status":"ok"}"#,
+        ];
+        let path = std::env::temp_dir().join(format!("vr-history-{}.jsonl", std::process::id()));
+        std::fs::write(&path, lines[..3].join("\n")).unwrap();
+        let summary = check_file(&path).unwrap().unwrap();
+        assert_eq!((summary.operations, summary.keys), (2, 1));
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let violation = check_file(&path).unwrap().unwrap_err();
+        // The second pass found the stuck read on the file's fourth line.
+        assert!(violation.message.contains("get: read \"a\""), "{violation}");
+        assert!(violation.message.contains("holds \"b\""), "{violation}");
+        let _ = std::fs::remove_file(&path);
+        assert!(check_file(&path).unwrap_err().contains("cannot read"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod node;
+pub mod refusal;
 pub mod wire;
 
 pub use config::{ClusterConfig, ConfigFileError, Settings};

@@ -3,6 +3,7 @@
 //! carry out the effects. One thread, one loop, every role.
 
 use super::config::{ClusterConfig, ConfigFileError, Settings};
+use super::refusal::{self, RateLimit};
 use super::wire::{self, Counters, DATAGRAM_MAX, Packet, StatusReport};
 use crate::app::Kv;
 use crate::core::{ClientId, Effect, Input, Nonce, Replica, ReplicaId, Request, Status, Timer};
@@ -37,6 +38,8 @@ pub struct Node {
     /// Client requests read in this pass over the socket, stepped together
     /// so that the primary prepares them in one Prepare (paper 6.2).
     batch: Vec<Request<Kv>>,
+    /// Bounds the "wrong cluster" answers to misconfigured clients.
+    refusals: RateLimit,
 }
 
 /// At most this many datagrams are read in one pass before the requests
@@ -100,6 +103,7 @@ impl Node {
             clients: BTreeMap::new(),
             counters: Counters::default(),
             batch: Vec::new(),
+            refusals: RateLimit::default(),
         };
         node.carry_out(effects);
         Ok(node)
@@ -198,6 +202,7 @@ impl Node {
             Err(error) => {
                 debug!(replica = self.id.0, %source, %error, "datagram dropped");
                 self.counters.count(&error);
+                self.answer_wrong_cluster(bytes, source, &error);
                 return;
             }
         };
@@ -222,7 +227,20 @@ impl Node {
                 let report = self.status();
                 self.send_packet(source, &Packet::Status(report));
             }
-            Packet::Reply(_) | Packet::Status(_) => self.counters.unexpected += 1,
+            Packet::Reply(_) | Packet::Status(_) | Packet::WrongCluster => {
+                self.counters.unexpected += 1
+            }
+        }
+    }
+
+    /// Tells a client of another cluster id so, within the bounds
+    /// [`refusal`] sets.
+    fn answer_wrong_cluster(&mut self, bytes: &[u8], source: SocketAddr, error: &wire::WireError) {
+        if let Some(answer) = refusal::answer(bytes, error)
+            && self.refusals.allow(Instant::now())
+            && let Err(error) = self.socket.send_to(&answer, source)
+        {
+            debug!(replica = self.id.0, %source, %error, "send failed");
         }
     }
 

@@ -53,6 +53,11 @@ pub enum Packet<S: StateMachine = Kv> {
     StatusQuery,
     /// A replica's status.
     Status(StatusReport),
+    /// A replica's answer to a client's Request or StatusQuery of another
+    /// cluster id, sent under that id so the client can read it
+    /// ([`super::refusal`]): no larger than what it answers, and saying
+    /// nothing of the replica's own cluster.
+    WrongCluster,
 }
 
 /// A replica's status, for `vr status`.

@@ -50,6 +50,9 @@ pub struct ModelConfig {
     pub down: u8,
     /// If set, only this replica may crash (the others never do).
     pub crash_only: Option<u8>,
+    /// Durable mode: a crashed replica restarts from its durable state, so
+    /// any number may be down at once (spec/protocol.md, "Durability").
+    pub durable: bool,
 }
 
 impl Default for ModelConfig {
@@ -69,6 +72,7 @@ impl Default for ModelConfig {
             checkpoint_interval: u64::MAX,
             down: 0,
             crash_only: None,
+            durable: false,
         }
     }
 }
@@ -200,6 +204,7 @@ impl ModelConfig {
                     VrActor::Replica {
                         config,
                         down: self.down,
+                        durable: self.durable,
                     }
                 }
             })
@@ -223,7 +228,11 @@ impl ModelConfig {
         };
         // At most f replicas are down at once: the protocol's assumption.
         let f = usize::from(self.replicas / 2);
-        let crashes = usize::from(self.crashes).min(f.saturating_sub(usize::from(self.down)));
+        let crashes = if self.durable {
+            usize::from(self.crashes).min(usize::from(self.replicas - self.down))
+        } else {
+            usize::from(self.crashes).min(f.saturating_sub(usize::from(self.down)))
+        };
         let model = ActorModel::new(self, History::default())
             .actors(replicas)
             .actors(clients)
@@ -312,7 +321,7 @@ fn within_boundary(cfg: &ModelConfig, state: &VrState) -> bool {
     // that is crashed now.
     let restarts: u64 = state.actor_storages[..replicas]
         .iter()
-        .map(|s| s.unwrap_or(1).saturating_sub(1))
+        .map(|s| s.as_ref().map_or(1, |k| k.starts).saturating_sub(1))
         .sum();
     let crashed = state.crashed[..replicas].iter().filter(|&&c| c).count() as u64;
     if restarts + crashed > u64::from(cfg.crashes) {
@@ -323,7 +332,9 @@ fn within_boundary(cfg: &ModelConfig, state: &VrState) -> bool {
     let recovering = live_replicas(state)
         .filter(|(_, r)| r.replica.status() == vr::core::Status::Recovering)
         .count();
-    if crashed as usize + recovering + usize::from(cfg.down) > usize::from(cfg.replicas / 2) {
+    // In durable mode a crashed replica keeps its state.
+    let stateless = if cfg.durable { 0 } else { crashed as usize };
+    if stateless + recovering + usize::from(cfg.down) > usize::from(cfg.replicas / 2) {
         return false;
     }
     if replica_states(state).any(|r| r.replica.view() > View(cfg.max_view)) {

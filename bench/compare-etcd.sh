@@ -9,7 +9,8 @@
 #
 # etcd is Debian's etcd-server, driven through its HTTP/JSON gateway by wrk.
 # vr keeps its log in memory, as the paper does (VR_DURABLE=1: in durable mode,
-# its data directories on the disk under target/, fsync on); etcd 3.4
+# its data directories and etcd's on the disk under target/, fsync on for
+# both); otherwise etcd 3.4
 # (Debian's) has no
 # --unsafe-no-fsync, so its data directories live on tmpfs (/dev/shm), where
 # fsync costs next to nothing. vr is driven by `vr bench`. Everything started
@@ -46,7 +47,7 @@ stop() { # pid: killed and reaped quietly
 cleanup() {
   for pid in "${pids[@]}"; do stop "$pid"; done
   rm -rf "$work"
-  [ "${VR_DURABLE:-0}" = 1 ] && rm -rf "$vr_data"
+  if [ "${VR_DURABLE:-0}" = 1 ]; then rm -rf "${vr_data:-}" "${etcd_data:-}"; fi
 }
 trap cleanup EXIT INT TERM
 
@@ -66,7 +67,7 @@ declare -A etcd_pid
 
 etcd_start_member() { # id, extra flags...
   local i=$1; shift
-  etcd --name "m$i" --data-dir "$work/etcd/m$i" \
+  etcd --name "m$i" --data-dir "$etcd_data/m$i" \
     --listen-client-urls "$(etcd_client "$i")" --advertise-client-urls "$(etcd_client "$i")" \
     --listen-peer-urls "$(etcd_peer "$i")" --initial-advertise-peer-urls "$(etcd_peer "$i")" \
     --initial-cluster "m0=$(etcd_peer 0),m1=$(etcd_peer 1),m2=$(etcd_peer 2)" \
@@ -77,7 +78,7 @@ etcd_start_member() { # id, extra flags...
 }
 
 etcd_start() { # extra flags...
-  rm -rf "$work/etcd"
+  rm -rf "$etcd_data"
   for i in 0 1 2; do etcd_start_member "$i" "$@"; done
   for _ in $(seq 100); do
     etcdctl --endpoints "$(etcd_endpoints)" put warm-up 1 >/dev/null 2>&1 && return
@@ -138,8 +139,11 @@ etcd_load() { # clients, put|range -> "ops/s p50 p99"
 declare -A vr_pid
 vr_config="$work/vr.toml"
 if [ "${VR_DURABLE:-0}" = 1 ]; then
+  # Both on the disk, both with fsync: etcd's data directories too.
+  etcd_data=$(mktemp -d "$PWD/target/etcd-compare-data.XXXXXX")
   vr_data=$(mktemp -d "$PWD/target/vr-compare-data.XXXXXX")
 else
+  etcd_data="$work/etcd"
   vr_data="$work/vr-data"
 fi
 {

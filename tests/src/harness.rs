@@ -51,6 +51,10 @@ pub struct Disks {
     pub corrupt_restarts: usize,
     /// Restarts from a storage whose torn last write was cut off.
     pub torn_restarts: usize,
+    /// A deliberately wrong driver, for showing that the rule matters:
+    /// Sends and Replies go out at once, before the writes they depend on
+    /// are synced.
+    pub send_before_sync: bool,
 }
 
 enum Slot {
@@ -117,6 +121,7 @@ impl Cluster {
             group_commit,
             corrupt_restarts: 0,
             torn_restarts: 0,
+            send_before_sync: false,
         };
         for i in 0..n {
             let config = config.for_replica(ReplicaId(i)).expect("valid id");
@@ -271,6 +276,7 @@ impl Cluster {
                 }
                 Effect::Send { .. } | Effect::Reply(_)
                     if disks.group_commit
+                        && !disks.send_before_sync
                         && (!disks.held[index].is_empty()
                             || matches!(&disks.slots[index], Slot::Up(s) if s.has_unsynced())) =>
                 {

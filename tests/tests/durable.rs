@@ -280,3 +280,33 @@ fn a_replica_restarted_from_a_checkpoint_and_the_entries_after_it_has_the_whole_
     }
     assert_eq!(cluster.commit(0, 1, 8, put("k8", "v")), KvOutput::Stored);
 }
+
+#[test]
+fn a_driver_that_sends_before_its_writes_are_durable_loses_an_acknowledged_write() {
+    // The rule's negative test: the same whole-cluster crash as above, with
+    // a driver that lets PrepareOk and the reply out before syncing.
+    let mut cluster = Cluster::durable(config(), true);
+    cluster.disks.as_mut().unwrap().send_before_sync = true;
+    cluster.request(0, 1, 1, put("a", "1"));
+    cluster.deliver_all();
+    assert_eq!(
+        cluster.replies_to(1, 1),
+        vec![&KvOutput::Stored],
+        "acknowledged"
+    );
+    for id in 0..3 {
+        cluster.crash_with(id, CrashFault::LoseUnsynced);
+    }
+    cluster.network.clear();
+    for id in 0..3 {
+        cluster.restart(id, 10 + u64::from(id));
+    }
+    let primary = form_a_view(&mut cluster);
+    cluster.request(primary, 2, 1, get("a"));
+    settle(&mut cluster);
+    assert_eq!(
+        cluster.replies_to(2, 1),
+        vec![&KvOutput::Value(None)],
+        "the acknowledged write is gone"
+    );
+}

@@ -8,7 +8,10 @@
 #   bash bench/compare-etcd.sh            # DURATION=10 TRIALS=3 by default
 #
 # etcd is Debian's etcd-server, driven through its HTTP/JSON gateway by wrk.
-# vr keeps its log in memory, as the paper does; etcd 3.4 (Debian's) has no
+# vr keeps its log in memory, as the paper does (VR_DURABLE=1: in durable mode,
+# its data directories and etcd's on the disk under target/, fsync on for
+# both); otherwise etcd 3.4
+# (Debian's) has no
 # --unsafe-no-fsync, so its data directories live on tmpfs (/dev/shm), where
 # fsync costs next to nothing. vr is driven by `vr bench`. Everything started
 # here is stopped on exit.
@@ -44,6 +47,7 @@ stop() { # pid: killed and reaped quietly
 cleanup() {
   for pid in "${pids[@]}"; do stop "$pid"; done
   rm -rf "$work"
+  if [ "${VR_DURABLE:-0}" = 1 ]; then rm -rf "${vr_data:-}" "${etcd_data:-}"; fi
 }
 trap cleanup EXIT INT TERM
 
@@ -63,7 +67,7 @@ declare -A etcd_pid
 
 etcd_start_member() { # id, extra flags...
   local i=$1; shift
-  etcd --name "m$i" --data-dir "$work/etcd/m$i" \
+  etcd --name "m$i" --data-dir "$etcd_data/m$i" \
     --listen-client-urls "$(etcd_client "$i")" --advertise-client-urls "$(etcd_client "$i")" \
     --listen-peer-urls "$(etcd_peer "$i")" --initial-advertise-peer-urls "$(etcd_peer "$i")" \
     --initial-cluster "m0=$(etcd_peer 0),m1=$(etcd_peer 1),m2=$(etcd_peer 2)" \
@@ -74,7 +78,7 @@ etcd_start_member() { # id, extra flags...
 }
 
 etcd_start() { # extra flags...
-  rm -rf "$work/etcd"
+  rm -rf "$etcd_data"
   for i in 0 1 2; do etcd_start_member "$i" "$@"; done
   for _ in $(seq 100); do
     etcdctl --endpoints "$(etcd_endpoints)" put warm-up 1 >/dev/null 2>&1 && return
@@ -134,20 +138,31 @@ etcd_load() { # clients, put|range -> "ops/s p50 p99"
 # --- vr -------------------------------------------------------------------
 declare -A vr_pid
 vr_config="$work/vr.toml"
+if [ "${VR_DURABLE:-0}" = 1 ]; then
+  # Both on the disk, both with fsync: etcd's data directories too.
+  etcd_data=$(mktemp -d "$PWD/target/etcd-compare-data.XXXXXX")
+  vr_data=$(mktemp -d "$PWD/target/vr-compare-data.XXXXXX")
+else
+  etcd_data="$work/etcd"
+  vr_data="$work/vr-data"
+fi
 {
   echo "cluster_id = 1"
+  [ "${VR_DURABLE:-0}" = 1 ] || echo "durable = false"
+  echo "data_dir = \"$vr_data\""
   for i in 0 1 2; do printf '\n[[replica]]\nid = %d\naddress = "127.0.0.1:%d"\n' "$i" $((VR_PORT + i)); done
 } >"$vr_config"
 
 vr_start_replica() { # id, flags...
   local i=$1; shift
-  RUST_LOG=warn "$VR" replica --config "$vr_config" --id "$i" --state-dir "$work/vr$i" "$@" \
+  RUST_LOG=warn "$VR" replica --config "$vr_config" --id "$i" "$@" \
     >>"$work/vr-$i.log" 2>&1 &
   vr_pid[$i]=$!
   pids+=($!)
 }
 
 vr_start() {
+  rm -rf "$vr_data" # a new cluster: its first start
   for i in 0 1 2; do vr_start_replica "$i" --fresh; done
   for _ in $(seq 100); do
     "$VR" put warm-up 1 --config "$vr_config" >/dev/null 2>&1 && return
@@ -258,7 +273,7 @@ vr_failover_trials() {
     stop "${vr_pid[$primary]}"
     until "$VR" put failover x --config "$vr_config" >/dev/null 2>&1; do :; done
     times+=($(( $(now_ms) - start )))
-    vr_start_replica "$primary" # recovers: its state directory says it ran before
+    vr_start_replica "$primary" # restarts from its data directory (or recovers, in memory)
     until "$VR" status --config "$vr_config" | awk -v id="$primary" '$1 == id && $3 == "Normal" {ok = 1} END {exit !ok}'; do sleep 0.1; done
     sleep 1
   done

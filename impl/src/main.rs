@@ -9,7 +9,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use vr::app::{KvOperation, KvOutput};
 use vr::client::Client;
-use vr::runtime::{ClusterConfig, Node, Start, mark_started, start_mode};
+use vr::runtime::startup::{self, Asked};
+use vr::runtime::{ClusterConfig, Node, Start};
 
 mod bench;
 mod exit;
@@ -57,14 +58,18 @@ enum Command {
         /// This replica's id in it.
         #[arg(long)]
         id: u8,
-        /// Where the replica notes that it has started before: a restart runs
-        /// the recovery protocol instead of starting empty in view 0.
-        #[arg(long, default_value_os_t = std::env::temp_dir().join("vr"))]
-        state_dir: PathBuf,
-        /// Start as the cluster's first start, even if this replica ran before.
+        /// Overrides the configuration's data_dir: the replica keeps its
+        /// state (durable mode) or its start marker in DATA_DIR/replica-ID.
+        #[arg(long, alias = "state-dir")]
+        data_dir: Option<PathBuf>,
+        /// The cluster's first start: begin empty in view 0. Refused if the
+        /// replica's directory holds its state. Without it, a replica
+        /// restarts from its directory and refuses to start if that is
+        /// empty.
         #[arg(long, conflicts_with = "recover")]
         fresh: bool,
-        /// Start by recovering, even if this replica never ran before.
+        /// Recover from the other replicas (paper 4.3), whatever the
+        /// replica's directory holds: for a replica whose disk was lost.
         #[arg(long)]
         recover: bool,
     },
@@ -219,12 +224,19 @@ fn main() -> ExitCode {
         Command::Replica {
             config,
             id,
-            state_dir,
+            data_dir,
             fresh,
             recover,
         } => {
             init_logging("info");
-            run_replica(&config, id, &state_dir, fresh, recover).map_err(Failure::from)
+            let asked = if fresh {
+                Asked::Fresh
+            } else if recover {
+                Asked::Recover
+            } else {
+                Asked::Restart
+            };
+            run_replica(&config, id, data_dir, asked).map_err(Failure::from)
         }
         Command::Put {
             key,
@@ -333,7 +345,7 @@ fn run_cluster(replicas: u8, port: u16, cluster_id: u32) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for id in 0..replicas {
-        let node = Node::start(cluster.clone(), id, cluster.timers, Start::Fresh)
+        let node = Node::start(cluster.clone(), id, cluster.timers, Start::Fresh, None)
             .map_err(|e| e.to_string())?;
         let stop = Arc::clone(&stop);
         handles.push(std::thread::spawn(move || node.run(stop)));
@@ -360,26 +372,21 @@ fn run_cluster(replicas: u8, port: u16, cluster_id: u32) -> Result<(), String> {
 fn run_replica(
     config: &std::path::Path,
     id: u8,
-    state_dir: &std::path::Path,
-    fresh: bool,
-    recover: bool,
+    data_dir: Option<PathBuf>,
+    asked: Asked,
 ) -> Result<(), String> {
     let cluster = ClusterConfig::load(config).map_err(|e| e.to_string())?;
     cluster.core_config(id).map_err(|e| e.to_string())?;
-    let start = if fresh {
-        Start::Fresh
-    } else if recover {
-        Start::Recover
-    } else {
-        start_mode(state_dir, cluster.cluster_id, id)
-    };
-    let cluster_id = cluster.cluster_id;
-    let timers = cluster.timers;
-    let node = Node::start(cluster, id, timers, start).map_err(|e| e.to_string())?;
-    mark_started(state_dir, cluster_id, id)
-        .map_err(|e| format!("cannot use state directory {}: {e}", state_dir.display()))?;
+    let dir = startup::replica_dir(data_dir.as_ref().unwrap_or(&cluster.data_dir), id);
+    let (start, storage) = startup::prepare(&cluster, id, &dir, asked)?;
+    let (durable, timers) = (cluster.durable, cluster.timers);
+    let node = Node::start(cluster, id, timers, start, storage).map_err(|e| e.to_string())?;
+    if !durable {
+        startup::mark_started(&dir)
+            .map_err(|e| format!("cannot use the data directory {}: {e}", dir.display()))?;
+    }
     node.run(Arc::new(AtomicBool::new(false)))
-        .map_err(|e| format!("socket failed: {e}"))
+        .map_err(|e| format!("replica stopped: {e}"))
 }
 
 fn call(target: &Target, operation: KvOperation) -> Result<(), Failure> {

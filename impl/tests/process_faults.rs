@@ -1,5 +1,6 @@
 //! Real `vr replica` processes on loopback, under fault rounds while `vr bench`
-//! keeps 8 clients busy: kill -9 and restart (the replica recovers), SIGSTOP
+//! keeps 8 clients busy: kill -9 and restart (from the data directory), kill -9
+//! of every replica at once (durable mode, the default), SIGSTOP
 //! and SIGCONT, and primary(v+1) failing while the view change to v+1 is under
 //! way. Afterwards every key is read back, the reads are appended to the
 //! bench's history, and the whole is checked for linearizability: every
@@ -116,7 +117,7 @@ impl Cluster {
             events: Vec::new(),
         };
         for id in 0..REPLICAS {
-            cluster.spawn(id);
+            cluster.spawn(id, true);
         }
         cluster
     }
@@ -131,9 +132,9 @@ impl Cluster {
         self.dir.join(format!("replica-{id}.log"))
     }
 
-    /// Starts replica `id`; a second start of it recovers (its marker is in
-    /// the state directory).
-    fn spawn(&mut self, id: u8) {
+    /// Starts replica `id`: the first time with `--fresh`, then from its
+    /// data directory (durable mode, the default).
+    fn spawn(&mut self, id: u8, fresh: bool) {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -142,8 +143,9 @@ impl Cluster {
         let child = Command::new(env!("CARGO_BIN_EXE_vr"))
             .args(["replica", "--config"])
             .arg(&self.config_path)
-            .args(["--id", &id.to_string(), "--state-dir"])
-            .arg(self.dir.join("state"))
+            .args(["--id", &id.to_string(), "--data-dir"])
+            .arg(self.dir.join("data"))
+            .args(if fresh { &["--fresh"][..] } else { &[] })
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -166,8 +168,8 @@ impl Cluster {
     }
 
     fn restart(&mut self, id: u8) {
-        self.note(format!("restart replica {id} (it recovers)"));
-        self.spawn(id);
+        self.note(format!("restart replica {id} (from its data directory)"));
+        self.spawn(id, false);
     }
 
     fn stop(&mut self, id: u8) {
@@ -253,13 +255,18 @@ fn show(reports: &[Option<StatusReport>]) -> String {
 
 #[derive(Clone, Copy, Debug)]
 enum Fault {
-    /// kill -9 a replica, restart it after a pause: it recovers.
+    /// kill -9 a replica, restart it after a pause: it restarts from its
+    /// data directory.
     Crash,
     /// SIGSTOP a replica for a few hundred ms.
     Pause,
     /// SIGSTOP primary(v); primary(v+1) fails while the view change to v+1
     /// is under way.
     NextPrimaryFails,
+    /// kill -9 every replica at once (a power loss), restart them all after
+    /// a pause: each restarts from its data directory, and no acknowledged
+    /// write is lost.
+    ClusterCrash,
 }
 
 /// What the rounds did.
@@ -271,6 +278,22 @@ struct Tally {
     /// Of those, how often the view change to v+1 had begun while
     /// primary(v+1) was down.
     during_view_change: usize,
+    cluster_crashes: usize,
+}
+
+fn cluster_crash(cluster: &mut Cluster, random: &mut Random) {
+    cluster.note("kill -9 every replica at once".into());
+    let mut processes: Vec<Process> = cluster.replicas.iter_mut().flat_map(Option::take).collect();
+    for process in &mut processes {
+        process.0.kill().unwrap();
+    }
+    for process in &mut processes {
+        process.0.wait().unwrap();
+    }
+    std::thread::sleep(random.millis(100, 500));
+    for id in 0..REPLICAS {
+        cluster.restart(id);
+    }
 }
 
 fn crash(cluster: &mut Cluster, random: &mut Random) {
@@ -468,7 +491,12 @@ fn acknowledged_writes_survive_crashes_pauses_and_a_failing_next_primary_and_the
     let mut tally = Tally::default();
     for round in 1..=rounds {
         let round_started = Instant::now();
-        let mut faults = [Fault::Crash, Fault::Pause, Fault::NextPrimaryFails];
+        let mut faults = [
+            Fault::Crash,
+            Fault::Pause,
+            Fault::NextPrimaryFails,
+            Fault::ClusterCrash,
+        ];
         for i in (1..faults.len()).rev() {
             faults.swap(i, random.below(i as u64 + 1) as usize);
         }
@@ -488,6 +516,10 @@ fn acknowledged_writes_survive_crashes_pauses_and_a_failing_next_primary_and_the
                     let during = next_primary_fails(&mut cluster, &mut random, view);
                     tally.next_primary_failures += 1;
                     tally.during_view_change += usize::from(during);
+                }
+                Fault::ClusterCrash => {
+                    cluster_crash(&mut cluster, &mut random);
+                    tally.cluster_crashes += 1;
                 }
             }
             cluster.settle();
@@ -528,9 +560,10 @@ fn acknowledged_writes_survive_crashes_pauses_and_a_failing_next_primary_and_the
     });
     let checked = started.elapsed();
     eprintln!(
-        "{rounds} round(s), seed {seed}: {} crashes, {} pauses, {} next-primary failures ({} with the view change to v+1 seen under way); final view {}\n\
+        "{rounds} round(s), seed {seed}: {} crashes, {} whole-cluster crashes, {} pauses, {} next-primary failures ({} with the view change to v+1 seen under way); final view {}\n\
          history: {} operations ({} ok, {} failed, {} unknown) over {} keys, {keys} final reads; linearizable (checked in {checked:?}); {after_faults} ok operations after the last fault",
         tally.crashes,
+        tally.cluster_crashes,
         tally.pauses,
         tally.next_primary_failures,
         tally.during_view_change,

@@ -1,5 +1,6 @@
 //! Real `vr replica` processes on loopback: failover after kill -9, recovery
-//! of the restarted replica, hostile datagrams, bad configuration files.
+//! of the restarted replica, a whole-cluster kill -9 in durable mode, the
+//! safe start, hostile datagrams, bad configuration files.
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -38,24 +39,40 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn cluster(dir: &Path, cluster_id: u32) -> (ClusterConfig, PathBuf) {
+    cluster_in_mode(dir, cluster_id, true)
+}
+
+fn cluster_in_mode(dir: &Path, cluster_id: u32, durable: bool) -> (ClusterConfig, PathBuf) {
     let ports = free_ports(3);
     let addresses = ports
         .iter()
         .map(|p| format!("127.0.0.1:{p}").parse().unwrap())
         .collect();
-    let config = ClusterConfig::new(cluster_id, addresses).unwrap();
+    let mut config = ClusterConfig::new(cluster_id, addresses).unwrap();
+    config.durable = durable;
     let path = dir.join("cluster.toml");
     std::fs::write(&path, config.to_toml()).unwrap();
     (config, path)
 }
 
-fn start(config: &Path, id: u8, state: &Path) -> Replica {
+/// Replica `id`'s first start (with `--fresh`).
+fn start(config: &Path, id: u8, data: &Path) -> Replica {
+    spawn(config, id, data, &["--fresh"])
+}
+
+/// Replica `id`'s restart (no flag: from its data directory).
+fn restart(config: &Path, id: u8, data: &Path) -> Replica {
+    spawn(config, id, data, &[])
+}
+
+fn spawn(config: &Path, id: u8, data: &Path, flags: &[&str]) -> Replica {
     Replica(
         Command::new(env!("CARGO_BIN_EXE_vr"))
             .args(["replica", "--config"])
             .arg(config)
-            .args(["--id", &id.to_string(), "--state-dir"])
-            .arg(state)
+            .args(["--id", &id.to_string(), "--data-dir"])
+            .arg(data)
+            .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -83,7 +100,8 @@ fn status_of(client: &Client, id: usize) -> Option<vr::runtime::wire::StatusRepo
 #[test]
 fn a_write_survives_kill_dash_nine_of_the_primary_and_the_restarted_replica_recovers() {
     let dir = scratch("failover");
-    let (config, path) = cluster(&dir, 11);
+    // In-memory mode: the restarted replica runs the recovery protocol.
+    let (config, path) = cluster_in_mode(&dir, 11, false);
     let state = dir.join("state");
     let mut replicas: Vec<Option<Replica>> =
         (0..3).map(|i| Some(start(&path, i, &state))).collect();
@@ -113,7 +131,7 @@ fn a_write_survives_kill_dash_nine_of_the_primary_and_the_restarted_replica_reco
         "failover took {failover:?}"
     );
     // The killed replica restarts, finds its start marker, and recovers.
-    replicas[0] = Some(start(&path, 0, &state));
+    replicas[0] = Some(restart(&path, 0, &state));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(report) = status_of(&client, 0)
@@ -145,6 +163,97 @@ fn a_write_survives_kill_dash_nine_of_the_primary_and_the_restarted_replica_reco
         .unwrap();
     assert_eq!(got, KvOutput::Value(Some("failover".into())));
     eprintln!("failover (kill -9 of the primary to the next acknowledged write): {failover:?}");
+}
+
+fn wait_until_normal(client: &Client, id: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while status_of(client, id).is_none_or(|r| r.status != "Normal") {
+        assert!(
+            Instant::now() < deadline,
+            "replica {id} never became Normal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn in_durable_mode_every_acknowledged_write_survives_kill_dash_nine_of_the_whole_cluster() {
+    let dir = scratch("whole-cluster");
+    let (config, path) = cluster(&dir, 13);
+    let data = dir.join("data");
+    let mut replicas: Vec<Replica> = (0..3).map(|i| start(&path, i, &data)).collect();
+    let mut client = Client::new(config.clone()).unwrap();
+    client.deadline = Duration::from_secs(10);
+    for i in 0..20 {
+        assert_eq!(
+            client
+                .call(put(&format!("k{i}"), &format!("v{i}")))
+                .unwrap(),
+            KvOutput::Stored
+        );
+    }
+    // Every replica at once: a power loss of the machine room.
+    for replica in &mut replicas {
+        replica.0.kill().unwrap();
+    }
+    for replica in &mut replicas {
+        replica.0.wait().unwrap();
+    }
+    let _replicas: Vec<Replica> = (0..3).map(|i| restart(&path, i, &data)).collect();
+    for id in 0..3 {
+        wait_until_normal(&client, id);
+    }
+    for i in 0..20 {
+        let got = client
+            .call(KvOperation::Get {
+                key: format!("k{i}"),
+            })
+            .unwrap();
+        assert_eq!(got, KvOutput::Value(Some(format!("v{i}"))), "k{i}");
+    }
+    assert_eq!(
+        client.call(put("after", "restart")).unwrap(),
+        KvOutput::Stored
+    );
+}
+
+#[test]
+fn a_replica_never_starts_empty_unless_told_and_the_error_says_what_to_do() {
+    let dir = scratch("safe-start");
+    for durable in [true, false] {
+        let (_, path) = cluster_in_mode(&dir, 14, durable);
+        let data = dir.join(format!("data-{durable}"));
+        let output = Command::new(env!("CARGO_BIN_EXE_vr"))
+            .args(["replica", "--config"])
+            .arg(&path)
+            .args(["--id", "1", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "durable={durable}: started empty");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--fresh") && stderr.contains("--recover"),
+            "durable={durable}: {stderr}"
+        );
+    }
+    // In durable mode, --fresh over a replica's state is refused.
+    let (config, path) = cluster(&dir, 15);
+    let data = dir.join("data-fresh-twice");
+    let mut replica = start(&path, 0, &data);
+    let client = Client::new(config).unwrap();
+    wait_until_normal(&client, 0);
+    replica.0.kill().unwrap();
+    replica.0.wait().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_vr"))
+        .args(["replica", "--config"])
+        .arg(&path)
+        .args(["--id", "0", "--fresh", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("holds its state"));
 }
 
 #[test]

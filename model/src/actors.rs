@@ -51,6 +51,10 @@ pub enum VrActor {
         /// The state a prelude built, and the timers it had set: the
         /// replica's first start takes it instead of starting empty.
         start: Option<Arc<(Replica<Register>, BTreeSet<Timer>)>>,
+        /// Durable mode: a crashed replica restarts from the durable fields
+        /// it held when it crashed (spec/protocol.md, "Restarting from
+        /// disk"), not by recovery.
+        durable: bool,
     },
     /// A replica that is down from the start and never runs.
     Down {
@@ -101,6 +105,17 @@ impl fmt::Debug for Witness {
 pub struct ReplicaState {
     pub replica: Replica<Register>,
     pub witness: Witness,
+    /// Durable mode: the replica's count of starts (0 otherwise), kept
+    /// with its durable state.
+    pub starts: u64,
+}
+
+/// What survives a replica's crash: its count of starts (the nonce of its
+/// next recovery) and, in durable mode, its durable fields.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Kept {
+    pub starts: u64,
+    pub durable: Option<vr::core::Durable<Register>>,
 }
 
 /// A client's state: its next request and, while waiting, the request out.
@@ -179,6 +194,10 @@ impl VrActor {
                 Effect::CancelTimer(timer) => o.cancel_timer(ModelTimer::Replica(timer)),
                 // The prelude's client is not an actor.
                 Effect::Reply(reply) if reply.client == crate::prelude::PRELUDE_CLIENT => {}
+                // Durable at once: a step is atomic here, and with the
+                // `durable` flag a crashed replica restarts from the durable
+                // fields it held when it crashed.
+                Effect::Persist(_) => {}
                 Effect::Reply(reply) => {
                     o.send(client_actor(reply.client, replica_count), Msg::Reply(reply))
                 }
@@ -192,7 +211,7 @@ impl VrActor {
         state: &mut Cow<ActorState>,
         input: Input<Register>,
         replica_count: u8,
-        down: u8,
+        (down, durable): (u8, bool),
         o: &mut Out<Self>,
     ) {
         let ActorState::Replica(current) = &**state else {
@@ -207,10 +226,21 @@ impl VrActor {
         let mut effects = Vec::new();
         next.step(input, &mut effects);
         let witness = witness.merge(current.witness, &current.replica, &next, message);
+        if durable
+            && next.status() != Status::Recovering
+            && effects.iter().any(|e| matches!(e, Effect::Persist(_)))
+        {
+            // Durable at the step's end, before anything it sent arrives.
+            o.save(Kept {
+                starts: current.starts,
+                durable: Some(next.durable()),
+            });
+        }
         if next != current.replica || witness != current.witness {
             *state = Cow::Owned(ActorState::Replica(ReplicaState {
                 replica: next,
                 witness,
+                starts: current.starts,
             }));
         }
         Self::on_replica_effects(effects, replica_count, down, o);
@@ -279,17 +309,18 @@ impl Actor for VrActor {
     type Msg = Msg;
     type State = ActorState;
     type Timer = ModelTimer;
-    /// A replica's count of starts: the nonce of its next recovery.
-    type Storage = u64;
+    /// What survives a replica's crash.
+    type Storage = Kept;
     type Random = ();
 
-    fn on_start(&self, id: Id, storage: &Option<u64>, o: &mut Out<Self>) -> ActorState {
+    fn on_start(&self, id: Id, storage: &Option<Kept>, o: &mut Out<Self>) -> ActorState {
         match self {
             VrActor::Down { .. } => ActorState::Down,
             VrActor::Replica {
                 config,
                 down,
                 start,
+                durable,
             } => {
                 let mut effects = Vec::new();
                 let replica = match (storage, start) {
@@ -299,13 +330,26 @@ impl Actor for VrActor {
                         replica.clone()
                     }
                     (None, None) => Replica::new(*config, &mut effects),
-                    (Some(starts), _) => Replica::restart(*config, Nonce(*starts), &mut effects),
+                    (
+                        Some(Kept {
+                            durable: Some(kept),
+                            ..
+                        }),
+                        _,
+                    ) if *durable => Replica::from_durable(*config, kept.clone(), &mut effects)
+                        .expect("the model's durable state is whole"),
+                    (Some(kept), _) => Replica::restart(*config, Nonce(kept.starts), &mut effects),
                 };
-                o.save(storage.unwrap_or(0) + 1);
+                let starts = storage.as_ref().map_or(0, |k| k.starts) + 1;
+                o.save(Kept {
+                    starts,
+                    durable: durable.then(|| replica.durable()),
+                });
                 Self::on_replica_effects(effects, config.replica_count(), *down, o);
                 ActorState::Replica(ReplicaState {
                     replica,
                     witness: Witness::default(),
+                    starts: if *durable { starts } else { 0 },
                 })
             }
             VrActor::Client {
@@ -335,7 +379,15 @@ impl Actor for VrActor {
 
     fn on_msg(&self, _id: Id, state: &mut Cow<ActorState>, src: Id, msg: Msg, o: &mut Out<Self>) {
         match (self, msg) {
-            (VrActor::Replica { config, down, .. }, Msg::Replica(envelope)) => {
+            (
+                VrActor::Replica {
+                    config,
+                    down,
+                    durable,
+                    ..
+                },
+                Msg::Replica(envelope),
+            ) => {
                 if usize::from(src) != usize::from(envelope.from.0) {
                     return;
                 }
@@ -343,16 +395,24 @@ impl Actor for VrActor {
                     state,
                     Input::Deliver(envelope),
                     config.replica_count(),
-                    *down,
+                    (*down, *durable),
                     o,
                 );
             }
-            (VrActor::Replica { config, down, .. }, Msg::Request(request)) => {
+            (
+                VrActor::Replica {
+                    config,
+                    down,
+                    durable,
+                    ..
+                },
+                Msg::Request(request),
+            ) => {
                 Self::step_replica(
                     state,
                     Input::Request(request),
                     config.replica_count(),
-                    *down,
+                    (*down, *durable),
                     o,
                 );
             }
@@ -404,12 +464,20 @@ impl Actor for VrActor {
         o: &mut Out<Self>,
     ) {
         match (self, timer) {
-            (VrActor::Replica { config, down, .. }, ModelTimer::Replica(timer)) => {
+            (
+                VrActor::Replica {
+                    config,
+                    down,
+                    durable,
+                    ..
+                },
+                ModelTimer::Replica(timer),
+            ) => {
                 Self::step_replica(
                     state,
                     Input::Timeout(*timer),
                     config.replica_count(),
-                    *down,
+                    (*down, *durable),
                     o,
                 );
             }

@@ -52,7 +52,8 @@ impl<S: StateMachine> Driver<S> {
                 Effect::CancelTimer(timer) => {
                     self.timers[usize::from(id.0)].remove(&timer);
                 }
-                Effect::Reply(_) => {}
+                // Durable at once: the driver never loses a write.
+                Effect::Reply(_) | Effect::Persist(_) => {}
             }
         }
     }

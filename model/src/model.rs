@@ -54,6 +54,9 @@ pub struct ModelConfig {
     /// If set, the replicas start from this prelude's state, built by
     /// running the core, instead of empty.
     pub prelude: Option<Prelude>,
+    /// Durable mode: a crashed replica restarts from its durable state, so
+    /// any number may be down at once (spec/protocol.md, "Durability").
+    pub durable: bool,
 }
 
 impl Default for ModelConfig {
@@ -74,6 +77,7 @@ impl Default for ModelConfig {
             down: 0,
             crash_only: None,
             prelude: None,
+            durable: false,
         }
     }
 }
@@ -231,6 +235,7 @@ impl ModelConfig {
                         config,
                         down: self.down,
                         start,
+                        durable: self.durable,
                     }
                 }
             })
@@ -265,7 +270,11 @@ impl ModelConfig {
         };
         // At most f replicas are down at once: the protocol's assumption.
         let f = usize::from(self.replicas / 2);
-        let crashes = usize::from(self.crashes).min(f.saturating_sub(usize::from(self.down)));
+        let crashes = if self.durable {
+            usize::from(self.crashes).min(usize::from(self.replicas - self.down))
+        } else {
+            usize::from(self.crashes).min(f.saturating_sub(usize::from(self.down)))
+        };
         let model = ActorModel::new(self, History::default())
             .actors(replicas)
             .actors(clients)
@@ -354,7 +363,7 @@ fn within_boundary(cfg: &ModelConfig, state: &VrState) -> bool {
     // that is crashed now.
     let restarts: u64 = state.actor_storages[..replicas]
         .iter()
-        .map(|s| s.unwrap_or(1).saturating_sub(1))
+        .map(|s| s.as_ref().map_or(1, |k| k.starts).saturating_sub(1))
         .sum();
     let crashed = state.crashed[..replicas].iter().filter(|&&c| c).count() as u64;
     if restarts + crashed > u64::from(cfg.crashes) {
@@ -365,7 +374,9 @@ fn within_boundary(cfg: &ModelConfig, state: &VrState) -> bool {
     let recovering = live_replicas(state)
         .filter(|(_, r)| r.replica.status() == vr::core::Status::Recovering)
         .count();
-    if crashed as usize + recovering + usize::from(cfg.down) > usize::from(cfg.replicas / 2) {
+    // In durable mode a crashed replica keeps its state.
+    let stateless = if cfg.durable { 0 } else { crashed as usize };
+    if stateless + recovering + usize::from(cfg.down) > usize::from(cfg.replicas / 2) {
         return false;
     }
     if replica_states(state).any(|r| r.replica.view() > View(cfg.max_view)) {

@@ -11,6 +11,7 @@ use vr::core::{
     ClientId, Config, Effect, Envelope, Input, Message, Nonce, Replica, ReplicaId, Reply, Request,
     RequestNumber, Timer,
 };
+use vr::runtime::storage::{CrashFault, MemoryDisk, Opened, Storage};
 
 /// A message on its way: `envelope` is for replica `to`.
 #[derive(Clone, Debug)]
@@ -31,6 +32,35 @@ pub struct Cluster {
     configs: Vec<Config>,
     /// Every message delivered so far, for assertions about what was sent.
     pub delivered: Vec<InFlight>,
+    /// Durable mode: each replica's storage (spec/protocol.md,
+    /// "Durability"); None in the default, in-memory mode.
+    pub disks: Option<Disks>,
+}
+
+/// The replicas' storages in durable mode.
+pub struct Disks {
+    /// Per replica: its storage while up, its disk while crashed.
+    slots: Vec<Slot>,
+    /// Per replica: the Sends and Replies waiting for the storage's next
+    /// sync (group commit); empty unless `group_commit`.
+    held: Vec<Vec<Effect<Kv>>>,
+    /// Whether writes wait for an explicit [`Cluster::sync`] (and a crash
+    /// can lose them); otherwise every step syncs at its end.
+    pub group_commit: bool,
+    /// Restarts whose storage was found corrupt (so recovered from peers).
+    pub corrupt_restarts: usize,
+    /// Restarts from a storage whose torn last write was cut off.
+    pub torn_restarts: usize,
+    /// A deliberately wrong driver, for showing that the rule matters:
+    /// Sends and Replies go out at once, before the writes they depend on
+    /// are synced.
+    pub send_before_sync: bool,
+}
+
+enum Slot {
+    Up(Storage<Kv, MemoryDisk>),
+    Down(MemoryDisk),
+    Moving,
 }
 
 /// A put of `key` = `value`.
@@ -66,6 +96,7 @@ impl Cluster {
             cut: BTreeSet::new(),
             configs: configs.clone(),
             delivered: Vec::new(),
+            disks: None,
         };
         for config in configs {
             let mut effects = Vec::new();
@@ -75,6 +106,140 @@ impl Cluster {
         }
         cluster.check();
         cluster
+    }
+
+    /// Like [`Cluster::with_config`], in durable mode: every replica keeps
+    /// its state in an in-memory storage and a restart rebuilds it from
+    /// there. With `group_commit`, Sends and Replies wait for
+    /// [`Cluster::sync`], and a crash may lose, tear or corrupt what was
+    /// not synced.
+    pub fn durable(config: Config, group_commit: bool) -> Cluster {
+        let n = config.replica_count();
+        let mut disks = Disks {
+            slots: Vec::new(),
+            held: vec![Vec::new(); usize::from(n)],
+            group_commit,
+            corrupt_restarts: 0,
+            torn_restarts: 0,
+            send_before_sync: false,
+        };
+        for i in 0..n {
+            let config = config.for_replica(ReplicaId(i)).expect("valid id");
+            let (storage, opened) =
+                Storage::open(MemoryDisk::default(), &config).expect("memory cannot fail");
+            assert!(matches!(opened, Opened::Empty));
+            disks.slots.push(Slot::Up(storage));
+        }
+        let mut cluster = Cluster {
+            replicas: Vec::new(),
+            network: VecDeque::new(),
+            timers: vec![BTreeSet::new(); usize::from(n)],
+            replies: Vec::new(),
+            cut: BTreeSet::new(),
+            configs: Vec::new(),
+            delivered: Vec::new(),
+            disks: Some(disks),
+        };
+        for i in 0..n {
+            let config = config.for_replica(ReplicaId(i)).expect("valid id");
+            cluster.configs.push(config);
+            let mut effects = Vec::new();
+            let replica = Replica::new(config, &mut effects);
+            cluster.replicas.push(Some(replica));
+            cluster.apply(config.id(), effects);
+        }
+        cluster.sync_all();
+        cluster.check();
+        cluster
+    }
+
+    /// Durable mode: makes replica `id`'s writes durable, then carries out
+    /// the Sends and Replies that waited for them.
+    pub fn sync(&mut self, id: u8) {
+        let Some(disks) = &mut self.disks else {
+            return;
+        };
+        let Slot::Up(storage) = &mut disks.slots[usize::from(id)] else {
+            return;
+        };
+        storage.sync().expect("memory cannot fail");
+        let held = std::mem::take(&mut disks.held[usize::from(id)]);
+        for effect in held {
+            self.carry_out(ReplicaId(id), effect);
+        }
+    }
+
+    /// Durable mode: syncs every replica.
+    pub fn sync_all(&mut self) {
+        for id in 0..self.replicas.len() as u8 {
+            self.sync(id);
+        }
+    }
+
+    /// Durable mode: whether replica `id` has writes not yet synced.
+    pub fn unsynced(&self, id: u8) -> bool {
+        self.disks
+            .as_ref()
+            .is_some_and(|d| match &d.slots[usize::from(id)] {
+                Slot::Up(storage) => storage.has_unsynced(),
+                _ => false,
+            })
+    }
+
+    /// Durable mode: crashes replica `id`, and `fault` befalls the writes
+    /// its disk holds (a plain [`Cluster::crash`] loses the unsynced ones).
+    pub fn crash_with(&mut self, id: u8, fault: CrashFault) {
+        self.replicas[usize::from(id)] = None;
+        self.timers[usize::from(id)].clear();
+        let disks = self.disks.as_mut().expect("durable mode");
+        disks.held[usize::from(id)].clear();
+        let slot = &mut disks.slots[usize::from(id)];
+        match std::mem::replace(slot, Slot::Moving) {
+            Slot::Up(storage) => {
+                let mut disk = storage.into_disk();
+                disk.crash(fault);
+                *slot = Slot::Down(disk);
+            }
+            other => *slot = other,
+        }
+    }
+
+    /// Durable mode: what replica `id` holds durably (once synced).
+    pub fn kept(&self, id: u8) -> Option<&vr::core::Durable<Kv>> {
+        match &self.disks.as_ref()?.slots[usize::from(id)] {
+            Slot::Up(storage) => Some(storage.kept()),
+            _ => None,
+        }
+    }
+
+    /// Durable mode: restarts replica `id` from its disk; a corrupt disk
+    /// (or one that contradicts itself) makes it recover with `nonce`.
+    fn restart_from_disk(&mut self, id: u8, nonce: u64) -> (Replica<Kv>, Vec<Effect<Kv>>) {
+        let config = self.configs[usize::from(id)];
+        let disks = self.disks.as_mut().expect("durable mode");
+        let slot = &mut disks.slots[usize::from(id)];
+        let Slot::Down(disk) = std::mem::replace(slot, Slot::Moving) else {
+            panic!("replica {id} is up");
+        };
+        let (storage, opened) = Storage::open(disk, &config).expect("memory cannot fail");
+        *slot = Slot::Up(storage);
+        let mut effects = Vec::new();
+        let rebuilt = match opened {
+            Opened::Kept { durable, torn } => {
+                disks.torn_restarts += usize::from(torn);
+                Replica::from_durable(config, durable, &mut effects).ok()
+            }
+            Opened::Empty | Opened::Corrupt(_) => None,
+        };
+        match rebuilt {
+            Some(replica) => (replica, effects),
+            None => {
+                disks.corrupt_restarts += 1;
+                effects.clear();
+                let replica = Replica::restart(config, Nonce(nonce), &mut effects);
+                (replica, effects)
+            }
+        }
     }
 
     /// The replica `id`, which must be up.
@@ -97,16 +262,60 @@ impl Cluster {
 
     fn apply(&mut self, id: ReplicaId, effects: Vec<Effect<Kv>>) {
         for effect in effects {
+            let Some(disks) = &mut self.disks else {
+                self.carry_out(id, effect);
+                continue;
+            };
+            let index = usize::from(id.0);
             match effect {
-                Effect::Send { to, envelope } => self.network.push_back(InFlight { to, envelope }),
-                Effect::SetTimer(timer) => {
-                    self.timers[usize::from(id.0)].insert(timer);
+                Effect::Persist(persist) => {
+                    let Slot::Up(storage) = &mut disks.slots[index] else {
+                        panic!("replica {id:?} is up without its storage");
+                    };
+                    storage.persist(&persist).expect("memory cannot fail");
                 }
-                Effect::CancelTimer(timer) => {
-                    self.timers[usize::from(id.0)].remove(&timer);
+                Effect::Send { .. } | Effect::Reply(_)
+                    if disks.group_commit
+                        && !disks.send_before_sync
+                        && (!disks.held[index].is_empty()
+                            || matches!(&disks.slots[index], Slot::Up(s) if s.has_unsynced())) =>
+                {
+                    disks.held[index].push(effect)
                 }
-                Effect::Reply(reply) => self.replies.push(reply),
+                Effect::Send { .. } | Effect::Reply(_) if !disks.group_commit => {
+                    // One sync per step: before anything leaves.
+                    if let Slot::Up(storage) = &mut disks.slots[index] {
+                        storage.sync().expect("memory cannot fail");
+                    }
+                    self.carry_out(id, effect)
+                }
+                other => self.carry_out(id, other),
             }
+        }
+        if let Some(disks) = &mut self.disks
+            && let Slot::Up(storage) = &mut disks.slots[usize::from(id.0)]
+        {
+            if disks.group_commit {
+                // The step's writes reach the disk as one record, not yet
+                // synced.
+                storage.write().expect("memory cannot fail");
+            } else {
+                storage.sync().expect("memory cannot fail");
+            }
+        }
+    }
+
+    fn carry_out(&mut self, id: ReplicaId, effect: Effect<Kv>) {
+        match effect {
+            Effect::Persist(_) => {}
+            Effect::Send { to, envelope } => self.network.push_back(InFlight { to, envelope }),
+            Effect::SetTimer(timer) => {
+                self.timers[usize::from(id.0)].insert(timer);
+            }
+            Effect::CancelTimer(timer) => {
+                self.timers[usize::from(id.0)].remove(&timer);
+            }
+            Effect::Reply(reply) => self.replies.push(reply),
         }
     }
 
@@ -133,6 +342,20 @@ impl Cluster {
     /// over cut links are lost. Returns how many were delivered.
     pub fn deliver_all(&mut self) -> usize {
         self.deliver_while(|_| true)
+    }
+
+    /// Like `deliver_all`, but in durable mode every replica also syncs
+    /// whenever the network is quiet, until nothing waits for a sync.
+    pub fn deliver_and_sync(&mut self) -> usize {
+        let mut delivered = 0;
+        loop {
+            self.sync_all();
+            let now = self.deliver_all();
+            if now == 0 {
+                return delivered;
+            }
+            delivered += now;
+        }
     }
 
     /// Like `deliver_all`, but messages for which `keep` is false are dropped.
@@ -208,20 +431,33 @@ impl Cluster {
         self.step(ReplicaId(id), Input::Timeout(timer));
     }
 
-    /// Crashes replica `id`: its state and timers are gone.
+    /// Crashes replica `id`: its state and timers are gone (in durable
+    /// mode, its unsynced writes too).
     pub fn crash(&mut self, id: u8) {
+        if self.disks.is_some() {
+            self.crash_with(id, CrashFault::LoseUnsynced);
+            return;
+        }
         self.replicas[usize::from(id)] = None;
         self.timers[usize::from(id)].clear();
     }
 
-    /// Restarts crashed replica `id`, which begins recovery with `nonce`.
+    /// Restarts crashed replica `id`, which begins recovery with `nonce`
+    /// (in durable mode: restarts from its disk, and recovers only if that
+    /// is corrupt).
     pub fn restart(&mut self, id: u8, nonce: u64) {
         assert!(
             self.replicas[usize::from(id)].is_none(),
             "replica {id} is up"
         );
-        let mut effects = Vec::new();
-        let replica = Replica::restart(self.configs[usize::from(id)], Nonce(nonce), &mut effects);
+        let (replica, effects) = if self.disks.is_some() {
+            self.restart_from_disk(id, nonce)
+        } else {
+            let mut effects = Vec::new();
+            let replica =
+                Replica::restart(self.configs[usize::from(id)], Nonce(nonce), &mut effects);
+            (replica, effects)
+        };
         self.replicas[usize::from(id)] = Some(replica);
         self.apply(ReplicaId(id), effects);
         self.check();

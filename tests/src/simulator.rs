@@ -9,6 +9,7 @@ use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use vr::app::{KvOperation, KvOutput};
 use vr::core::{ClientId, Config, Input, ReplicaId, Request, RequestNumber, Timer, View};
+use vr::runtime::storage::CrashFault;
 
 /// The knobs of one simulation.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +31,27 @@ pub struct SimConfig {
     pub config: Option<Config>,
     /// After the faults, check that every outstanding request completes.
     pub settle: bool,
+    /// Durable mode with storage faults (spec/protocol.md, "Durability"):
+    /// None runs the in-memory mode.
+    pub storage: Option<StorageFaults>,
+}
+
+/// Durable mode in the simulator: each replica's writes wait for a sync
+/// (group commit) and so do its Sends and Replies; a crash loses, tears or
+/// corrupts what its disk holds.
+#[derive(Clone, Copy, Debug)]
+pub struct StorageFaults {
+    /// Chance per step that a replica syncs its writes (and what waited
+    /// for them goes out).
+    pub sync: f64,
+    /// Of the crashes, the share (in sixteenths) that tear the unsynced
+    /// writes and the share that corrupt a synced record; the rest lose the
+    /// unsynced writes.
+    pub tear_sixteenths: u8,
+    pub corrupt_sixteenths: u8,
+    /// Chance per step that every replica crashes at once (unsynced writes
+    /// lost or torn, never corrupted).
+    pub crash_all: f64,
 }
 
 impl Default for SimConfig {
@@ -45,6 +67,7 @@ impl Default for SimConfig {
             restart: 0.02,
             config: None,
             settle: true,
+            storage: None,
         }
     }
 }
@@ -68,6 +91,12 @@ pub struct SimReport {
     pub checkpoint_fetch_steps: usize,
     /// Steps after which some replica had compacted its log.
     pub compacted_steps: usize,
+    /// Durable mode: whole-cluster crashes, restarts from a storage found
+    /// corrupt (the replica recovered from its peers), and restarts from a
+    /// storage whose torn last write was cut off.
+    pub cluster_crashes: usize,
+    pub corrupt_restarts: usize,
+    pub torn_restarts: usize,
 }
 
 /// A small, fast, seedable generator (SplitMix64).
@@ -129,6 +158,10 @@ pub enum Choice {
     Crash(u8),
     /// A crashed replica restarts and recovers.
     Restart(u8),
+    /// Durable mode: a replica syncs its writes; what waited goes out.
+    Sync(u8),
+    /// Durable mode: every replica crashes at once.
+    CrashAll(u16),
     /// A message in flight arrives.
     Deliver(u16),
     /// A message in flight is lost.
@@ -151,6 +184,8 @@ impl std::fmt::Display for Choice {
             Choice::Timer(i) => write!(f, "t{i}"),
             Choice::Crash(i) => write!(f, "x{i}"),
             Choice::Restart(i) => write!(f, "s{i}"),
+            Choice::Sync(i) => write!(f, "y{i}"),
+            Choice::CrashAll(i) => write!(f, "X{i}"),
             Choice::Deliver(i) => write!(f, "d{i}"),
             Choice::Lose(i) => write!(f, "l{i}"),
             Choice::Duplicate(i) => write!(f, "u{i}"),
@@ -177,6 +212,8 @@ impl std::str::FromStr for Choice {
             "t" => Choice::Timer(n),
             "x" => Choice::Crash(small?),
             "s" => Choice::Restart(small?),
+            "y" => Choice::Sync(small?),
+            "X" => Choice::CrashAll(n),
             "d" => Choice::Deliver(n),
             "l" => Choice::Lose(n),
             "u" => Choice::Duplicate(n),
@@ -208,6 +245,7 @@ struct World {
     nonce: u64,
     seen_replies: usize,
     f: usize,
+    storage: Option<StorageFaults>,
 }
 
 impl World {
@@ -217,7 +255,10 @@ impl World {
         });
         World {
             f: config.f(),
-            cluster: Cluster::with_config(config),
+            cluster: match cfg.storage {
+                Some(_) => Cluster::durable(config, true),
+                None => Cluster::with_config(config),
+            },
             clients: (0..cfg.clients.max(1))
                 .map(|i| SimClient {
                     id: ClientId(u64::from(i) + 1),
@@ -230,6 +271,7 @@ impl World {
             report: SimReport::default(),
             nonce: 1_000,
             seen_replies: 0,
+            storage: cfg.storage,
         }
     }
 
@@ -264,8 +306,35 @@ impl World {
                     .filter(|&r| self.cluster.replicas[usize::from(r)].is_some())
                     .collect();
                 if down(&self.cluster) < self.f && !up.is_empty() {
-                    self.cluster.crash(up[usize::from(i) % up.len()]);
+                    let id = up[usize::from(i) % up.len()];
+                    match self.storage_fault(i) {
+                        Some(fault) => self.cluster.crash_with(id, fault),
+                        None => self.cluster.crash(id),
+                    }
                     self.report.crashes += 1;
+                }
+            }
+            Choice::Sync(i) => {
+                if self.cluster.disks.is_some() {
+                    self.cluster.sync(i % n as u8);
+                }
+            }
+            Choice::CrashAll(i) => {
+                if self.cluster.disks.is_some() {
+                    let fault = if i % 2 == 0 {
+                        CrashFault::LoseUnsynced
+                    } else {
+                        CrashFault::Tear {
+                            at: u64::from(i) * 7919,
+                        }
+                    };
+                    for id in 0..n as u8 {
+                        if self.cluster.replicas[usize::from(id)].is_some() {
+                            self.cluster.crash_with(id, fault);
+                        }
+                    }
+                    self.cluster.network.clear();
+                    self.report.cluster_crashes += 1;
                 }
             }
             Choice::Restart(i) => {
@@ -316,6 +385,21 @@ impl World {
         }
     }
 
+    /// Durable mode: what a crash chosen by `i` does to the disk, as
+    /// [`StorageFaults`] shares it out.
+    fn storage_fault(&self, i: u8) -> Option<CrashFault> {
+        let faults = self.storage?;
+        let share = i >> 4;
+        let at = u64::from(i) * 7919;
+        Some(if share < faults.tear_sixteenths {
+            CrashFault::Tear { at }
+        } else if share < faults.tear_sixteenths + faults.corrupt_sixteenths {
+            CrashFault::Corrupt { at }
+        } else {
+            CrashFault::LoseUnsynced
+        })
+    }
+
     fn finish(mut self, settle_after: bool) -> SimReport {
         if settle_after {
             settle(
@@ -326,6 +410,10 @@ impl World {
                 &mut self.nonce,
                 &mut self.report,
             );
+        }
+        if let Some(disks) = &self.cluster.disks {
+            self.report.corrupt_restarts = disks.corrupt_restarts;
+            self.report.torn_restarts = disks.torn_restarts;
         }
         for r in self.cluster.replicas.iter().flatten() {
             self.report.max_view = self.report.max_view.max(r.view().0);
@@ -357,6 +445,10 @@ pub fn schedule(seed: u64, cfg: &SimConfig) -> Vec<Choice> {
                 Choice::Crash((any % 256) as u8)
             } else if rng.chance(cfg.restart) {
                 Choice::Restart((any % 256) as u8)
+            } else if cfg.storage.is_some_and(|s| rng.chance(s.crash_all)) {
+                Choice::CrashAll(any)
+            } else if cfg.storage.is_some_and(|s| rng.chance(s.sync)) {
+                Choice::Sync((any % 256) as u8)
             } else if rng.chance(cfg.drop) {
                 Choice::Lose(any)
             } else if rng.chance(cfg.duplicate) {
@@ -449,7 +541,7 @@ fn settle(
                 cluster.step(ReplicaId(id), Input::Requests(batch.clone()));
             }
         }
-        cluster.deliver_all();
+        cluster.deliver_and_sync();
         report.completed += take_replies(cluster, clients, history, seen);
         let recovering = cluster
             .replicas
@@ -464,7 +556,7 @@ fn settle(
             for id in 0..n {
                 if cluster.timer_set(id, timer) {
                     cluster.fire(id, timer);
-                    cluster.deliver_all();
+                    cluster.deliver_and_sync();
                 }
             }
         }
@@ -483,7 +575,7 @@ fn settle(
             };
             if let Some(id) = (0..n).find(|&id| cluster.timer_set(id, timer)) {
                 cluster.fire(id, timer);
-                cluster.deliver_all();
+                cluster.deliver_and_sync();
             }
         }
     }

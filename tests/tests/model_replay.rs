@@ -80,8 +80,10 @@ fn replay(model: &VrModel, path: ModelPath) -> usize {
                 let VrActor::Replica { config, .. } = &model.actors[index] else {
                     continue;
                 };
-                let nonce =
-                    state.actor_storages[index].expect("a replica that ran keeps its start count");
+                let nonce = state.actor_storages[index]
+                    .as_ref()
+                    .expect("a replica that ran keeps its start count")
+                    .starts;
                 ours[index] = Some(Replica::restart(*config, Nonce(nonce), &mut effects));
             }
             _ => {}

@@ -2,6 +2,7 @@
 //! The core does no I/O: a driver (the runtime, the model, a test) turns these
 //! into datagrams, timers and replies.
 
+use super::durable::Persist;
 use super::message::{Envelope, Reply, Request};
 use super::state_machine::StateMachine;
 use super::types::ReplicaId;
@@ -58,6 +59,9 @@ pub enum Effect<S: StateMachine> {
     CancelTimer(Timer),
     /// Send this reply to its client.
     Reply(Reply<S>),
+    /// Make this durable before carrying out any later `Send` or `Reply`
+    /// (spec/protocol.md, "Durability"). A driver without storage ignores it.
+    Persist(Persist<S>),
 }
 
 impl<S: StateMachine> fmt::Debug for Input<S> {
@@ -78,6 +82,7 @@ impl<S: StateMachine> fmt::Debug for Effect<S> {
             Effect::SetTimer(timer) => write!(f, "set {timer:?}"),
             Effect::CancelTimer(timer) => write!(f, "cancel {timer:?}"),
             Effect::Reply(reply) => write!(f, "reply {reply:?}"),
+            Effect::Persist(persist) => write!(f, "persist {persist:?}"),
         }
     }
 }

@@ -36,14 +36,55 @@ impl<S: StateMachine> fmt::Debug for Entry<S> {
 pub struct Log<S: StateMachine> {
     base: OpNumber,
     entries: Vec<Entry<S>>,
+    /// The lowest op-number written since the driver was last told what to
+    /// make durable (spec/protocol.md, "Durability"); not part of the log's
+    /// value.
+    #[serde(skip)]
+    unpersisted: Unpersisted,
+}
+
+/// The lowest op-number of a log changed since [`Log::take_unpersisted`]:
+/// bookkeeping for [`Effect::Persist`](super::Effect::Persist), not part of
+/// the log. Two logs holding the same entries are equal, hash alike and
+/// order alike whatever their marks: the replica takes the mark at the end
+/// of every step, so at a step boundary (where the model checker compares
+/// states) every mark is `None`.
+#[derive(Clone, Copy, Default)]
+struct Unpersisted(Option<OpNumber>);
+
+impl Unpersisted {
+    fn lower_to(&mut self, op: OpNumber) {
+        self.0 = Some(self.0.map_or(op, |held| held.min(op)));
+    }
+}
+
+impl PartialEq for Unpersisted {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Unpersisted {}
+
+impl PartialOrd for Unpersisted {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Unpersisted {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl std::hash::Hash for Unpersisted {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 impl<S: StateMachine> Default for Log<S> {
     fn default() -> Self {
-        Log {
-            base: OpNumber(0),
-            entries: Vec::new(),
-        }
+        Log::empty_after(OpNumber(0))
     }
 }
 
@@ -53,6 +94,7 @@ impl<S: StateMachine> Log<S> {
         Log {
             base: OpNumber(0),
             entries,
+            unpersisted: Unpersisted(Some(OpNumber(1))),
         }
     }
 
@@ -62,7 +104,15 @@ impl<S: StateMachine> Log<S> {
         Log {
             base,
             entries: Vec::new(),
+            unpersisted: Unpersisted(Some(base.next())),
         }
+    }
+
+    /// The lowest op-number changed since the last call, if any: from there
+    /// on the log differs from what the driver was last asked to make
+    /// durable. Clears the mark.
+    pub(super) fn take_unpersisted(&mut self) -> Option<OpNumber> {
+        self.unpersisted.0.take()
     }
 
     /// The op-number of the latest entry discarded (0 if none).
@@ -87,6 +137,7 @@ impl<S: StateMachine> Log<S> {
     /// Appends an entry at op-number `op_number() + 1`.
     pub fn push(&mut self, entry: Entry<S>) {
         self.entries.push(entry);
+        self.unpersisted.lower_to(self.op_number());
     }
 
     /// Drops every entry above `commit` (never below the base).
@@ -94,13 +145,18 @@ impl<S: StateMachine> Log<S> {
         let keep = commit.0.saturating_sub(self.base.0);
         self.entries
             .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        self.unpersisted
+            .lower_to(commit.as_op().max(self.base).next());
     }
 
     /// This log cut back to op-number `op` (at least its base).
     pub fn truncated(&self, op: OpNumber) -> Log<S> {
+        let mut unpersisted = self.unpersisted;
+        unpersisted.lower_to(op.max(self.base).next());
         Log {
             base: self.base,
             entries: self.prefix(op).to_vec(),
+            unpersisted,
         }
     }
 

@@ -9,6 +9,7 @@ mod checkpoint;
 mod client_table;
 mod config;
 mod delivery;
+mod durable;
 mod invariants;
 mod io;
 mod log;
@@ -30,6 +31,7 @@ pub use config::{
     STATE_TRANSFER_ENTRIES_MAX_DEFAULT,
 };
 pub use delivery::{Delivery, Unconfirmed};
+pub use durable::{Durable, DurableError, Persist, ViewState};
 pub use invariants::{ReplicaCheck, Violation, replica_invariants};
 pub use io::{Effect, Input, Timer};
 pub use log::{Entry, Log, LogSuffix};

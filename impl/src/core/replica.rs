@@ -10,6 +10,7 @@ use super::checkpoint::{Checkpoint, Restore};
 use super::client_table::ClientTable;
 use super::config::Config;
 use super::delivery::Delivery;
+use super::durable::DurableMark;
 use super::io::{Effect, Input, Timer};
 use super::log::Log;
 use super::message::{Envelope, Message, Recovery};
@@ -89,13 +90,16 @@ pub struct Replica<S: StateMachine> {
 impl<S: StateMachine> Replica<S> {
     /// A replica starting for the first time: Normal in view 0, empty log.
     /// Pushes the effects of starting (its first timer) onto `effects`.
+    /// Its first effects make its initial (empty) state durable.
     pub fn new(config: Config, effects: &mut Vec<Effect<S>>) -> Replica<S> {
-        let replica = Replica::blank(config, Status::Normal, None);
+        let mut replica = Replica::blank(config, Status::Normal, None);
+        let start = effects.len();
         if replica.is_primary() {
             effects.push(Effect::SetTimer(Timer::Heartbeat));
         } else {
             effects.push(Effect::SetTimer(Timer::PrimaryTimeout));
         }
+        replica.persist_changes(DurableMark::nothing(), start, effects);
         replica
     }
 
@@ -109,12 +113,17 @@ impl<S: StateMachine> Replica<S> {
             Status::Recovering,
             Some(RecoveryProgress::new(nonce)),
         );
+        replica.log.take_unpersisted();
         replica.broadcast(Message::Recovery(Recovery { nonce }), effects);
         effects.push(Effect::SetTimer(Timer::RecoveryRetry));
         replica
     }
 
-    fn blank(config: Config, status: Status, recovery: Option<RecoveryProgress<S>>) -> Replica<S> {
+    pub(super) fn blank(
+        config: Config,
+        status: Status,
+        recovery: Option<RecoveryProgress<S>>,
+    ) -> Replica<S> {
         Replica {
             config,
             status,
@@ -141,12 +150,16 @@ impl<S: StateMachine> Replica<S> {
     /// reception, not acceptance: every envelope but an Ack is acknowledged,
     /// and any envelope marks its sender connected again.
     pub fn step(&mut self, input: Input<S>, effects: &mut Vec<Effect<S>>) {
+        let (mark, start) = (self.durable_mark(), effects.len());
         match input {
             Input::Deliver(envelope) => self.on_envelope(envelope, effects),
             Input::Request(request) => self.on_requests(vec![request], effects),
             Input::Requests(requests) => self.on_requests(requests, effects),
             Input::Timeout(timer) => self.on_timeout(timer, effects),
         }
+        // What must be durable goes before what depends on it
+        // (spec/protocol.md, "Durability").
+        self.persist_changes(mark, start, effects);
         #[cfg(debug_assertions)]
         if !self.config.is_wrong_variant()
             && let Err(violation) = self.check_invariants()

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Every replica's id and address, and the cluster's id.
@@ -30,7 +30,17 @@ pub struct ClusterConfig {
     /// Executed entries between checkpoints: the file's optional
     /// `checkpoint_interval`, or [`wire::CHECKPOINT_INTERVAL`].
     pub checkpoint_interval: u64,
+    /// Whether replicas keep their log, view state and checkpoints on disk
+    /// (the file's `durable`, default true; spec/protocol.md, "Durability").
+    pub durable: bool,
+    /// Where each replica keeps its state (durable mode) or its start
+    /// marker: `<data_dir>/replica-<id>`. The file's `data_dir`, relative
+    /// to the file; default `vr-data` beside it.
+    pub data_dir: PathBuf,
 }
+
+/// The default `data_dir`.
+pub const DATA_DIR_DEFAULT: &str = "vr-data";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +51,8 @@ struct File {
     #[serde(default)]
     timers: FileTimers,
     checkpoint_interval: Option<u64>,
+    durable: Option<bool>,
+    data_dir: Option<PathBuf>,
 }
 
 /// `[timers]`: each in milliseconds; a missing one keeps its default.
@@ -123,7 +135,12 @@ impl ClusterConfig {
             path: path.display().to_string(),
             error,
         })?;
-        ClusterConfig::parse(&text)
+        let mut config = ClusterConfig::parse(&text)?;
+        // A relative data_dir is relative to the file, not to the working
+        // directory of whoever starts the replica.
+        let file_dir = path.parent().unwrap_or(Path::new(""));
+        config.data_dir = file_dir.join(&config.data_dir);
+        Ok(config)
     }
 
     /// Parses and validates a configuration.
@@ -162,6 +179,10 @@ impl ClusterConfig {
             Some(interval) => config.checkpoint_interval = interval,
             None => {}
         }
+        config.durable = file.durable.unwrap_or(true);
+        if let Some(dir) = file.data_dir {
+            config.data_dir = dir;
+        }
         Ok(config)
     }
 
@@ -199,6 +220,8 @@ impl ClusterConfig {
             addresses,
             timers: Settings::default(),
             checkpoint_interval: wire::CHECKPOINT_INTERVAL,
+            durable: true,
+            data_dir: PathBuf::from(DATA_DIR_DEFAULT),
         })
     }
 
@@ -260,6 +283,15 @@ impl ClusterConfig {
             text.push_str(&format!(
                 "checkpoint_interval = {}\n",
                 self.checkpoint_interval
+            ));
+        }
+        if !self.durable {
+            text.push_str("durable = false\n");
+        }
+        if self.data_dir != Path::new(DATA_DIR_DEFAULT) {
+            text.push_str(&format!(
+                "data_dir = {:?}\n",
+                self.data_dir.display().to_string()
             ));
         }
         for (id, address) in self.addresses.iter().enumerate() {

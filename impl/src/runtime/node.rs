@@ -4,9 +4,12 @@
 
 use super::config::{ClusterConfig, ConfigFileError, Settings};
 use super::refusal::{self, RateLimit};
+use super::storage::{FileDisk, Storage};
 use super::wire::{self, Counters, DATAGRAM_MAX, Packet, StatusReport};
 use crate::app::Kv;
-use crate::core::{ClientId, Effect, Input, Nonce, Replica, ReplicaId, Request, Status, Timer};
+use crate::core::{
+    ClientId, Durable, Effect, Input, Nonce, Replica, ReplicaId, Request, Status, Timer,
+};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -16,12 +19,14 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// How a replica process starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Start {
     /// The cluster's first start: Normal in view 0 with an empty log.
     Fresh,
     /// A restart after a crash: recover from the others first (paper 4.3).
     Recover,
+    /// A restart from what the data directory kept (durable mode).
+    FromDisk(Box<Durable<Kv>>),
 }
 
 /// A replica with its socket, timers and counters.
@@ -40,6 +45,14 @@ pub struct Node {
     batch: Vec<Request<Kv>>,
     /// Bounds the "wrong cluster" answers to misconfigured clients.
     refusals: RateLimit,
+    /// Durable mode: the data directory's storage.
+    storage: Option<Storage<Kv, FileDisk>>,
+    /// Durable mode: the Sends and Replies of this pass that wait for its
+    /// writes to be durable (group commit: one fsync per pass).
+    held: Vec<Effect<Kv>>,
+    /// A write or fsync that failed: the replica cannot keep its promises
+    /// and stops.
+    failed: Option<io::Error>,
 }
 
 /// At most this many datagrams are read in one pass before the requests
@@ -55,6 +68,7 @@ pub enum StartError {
         error: io::Error,
     },
     Random(String),
+    Storage(io::Error),
 }
 
 impl std::fmt::Display for StartError {
@@ -63,6 +77,7 @@ impl std::fmt::Display for StartError {
             StartError::Config(e) => e.fmt(f),
             StartError::Bind { address, error } => write!(f, "cannot bind {address}: {error}"),
             StartError::Random(e) => write!(f, "no randomness for the recovery nonce: {e}"),
+            StartError::Storage(e) => write!(f, "cannot write the data directory: {e}"),
         }
     }
 }
@@ -70,21 +85,40 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 impl Node {
-    /// Binds replica `id`'s configured address and starts the replica.
+    /// Binds replica `id`'s configured address and starts the replica; in
+    /// durable mode `storage` is its data directory's.
     pub fn start(
         cluster: ClusterConfig,
         id: u8,
         settings: Settings,
         start: Start,
+        storage: Option<Storage<Kv, FileDisk>>,
     ) -> Result<Node, StartError> {
         let config = cluster.core_config(id).map_err(StartError::Config)?;
         let address = cluster.address(ReplicaId(id)).expect("id validated");
         let socket =
             UdpSocket::bind(address).map_err(|error| StartError::Bind { address, error })?;
         let mut effects = Vec::new();
-        let replica = match start {
-            Start::Fresh => Replica::new(config, &mut effects),
-            Start::Recover => {
+        let mut storage = storage;
+        let rebuilt = match start {
+            Start::Fresh => Some(Replica::new(config, &mut effects)),
+            Start::Recover => None,
+            Start::FromDisk(durable) => match Replica::from_durable(config, *durable, &mut effects)
+            {
+                Ok(replica) => Some(replica),
+                Err(error) => {
+                    warn!(replica = id, %error, "the data directory cannot be trusted: recovering from the other replicas");
+                    effects.clear();
+                    if let Some(storage) = &mut storage {
+                        storage.distrust();
+                    }
+                    None
+                }
+            },
+        };
+        let replica = match rebuilt {
+            Some(replica) => replica,
+            None => {
                 let nonce = getrandom::u64().map_err(|e| StartError::Random(e.to_string()))?;
                 info!(
                     replica = id,
@@ -104,9 +138,16 @@ impl Node {
             counters: Counters::default(),
             batch: Vec::new(),
             refusals: RateLimit::default(),
+            storage,
+            held: Vec::new(),
+            failed: None,
         };
         node.carry_out(effects);
-        Ok(node)
+        node.flush();
+        match node.failed.take() {
+            Some(error) => Err(StartError::Storage(error)),
+            None => Ok(node),
+        }
     }
 
     /// Runs the loop until `stop` is set.
@@ -122,11 +163,15 @@ impl Node {
             {
                 warn!(
                     replica = self.id.0,
-                    "still recovering after 5 s: no replica in Normal status has answered; if the whole cluster was restarted, start every replica with --fresh"
+                    "still recovering after 5 s: no replica in Normal status has answered (in-memory mode cannot survive a restart of the whole cluster; durable mode can)"
                 );
                 warned = true;
             }
             self.fire_expired_timers();
+            self.flush();
+            if let Some(error) = self.failed.take() {
+                return Err(error);
+            }
             let wait = self
                 .deadlines
                 .values()
@@ -140,6 +185,7 @@ impl Node {
                 Ok((len, source)) => {
                     self.on_datagram(&buffer[..len], source);
                     self.drain(&mut buffer)?;
+                    self.flush();
                 }
                 Err(e)
                     if matches!(
@@ -252,23 +298,64 @@ impl Node {
 
     fn carry_out(&mut self, effects: Vec<Effect<Kv>>) {
         for effect in effects {
-            match effect {
-                Effect::Send { to, envelope } => {
-                    if let Some(address) = self.cluster.address(to) {
-                        self.send_packet(address, &Packet::Replica(envelope));
+            if let Some(storage) = &mut self.storage {
+                match effect {
+                    Effect::Persist(persist) => {
+                        if let Err(error) = storage.persist(&persist) {
+                            self.failed.get_or_insert(error);
+                        }
+                        continue;
                     }
-                }
-                Effect::SetTimer(timer) => {
-                    self.deadlines
-                        .insert(timer, Instant::now() + self.settings.duration(timer));
-                }
-                Effect::CancelTimer(timer) => {
-                    self.deadlines.remove(&timer);
-                }
-                Effect::Reply(reply) => {
-                    if let Some(address) = self.clients.get(&reply.client).copied() {
-                        self.send_packet(address, &Packet::Reply(reply));
+                    Effect::Send { .. } | Effect::Reply(_)
+                        if !self.held.is_empty() || storage.has_unsynced() =>
+                    {
+                        self.held.push(effect);
+                        continue;
                     }
+                    _ => {}
+                }
+            }
+            self.carry_out_now(effect);
+        }
+    }
+
+    /// The end of a pass over the socket: one fsync makes every write of
+    /// the pass durable, then what waited for it goes out (spec/protocol.md,
+    /// "Durability"). Nothing goes out after a failed write.
+    fn flush(&mut self) {
+        let Some(storage) = &mut self.storage else {
+            return;
+        };
+        if let Err(error) = storage.sync() {
+            self.failed.get_or_insert(error);
+        }
+        if self.failed.is_some() {
+            self.held.clear();
+            return;
+        }
+        for effect in std::mem::take(&mut self.held) {
+            self.carry_out_now(effect);
+        }
+    }
+
+    fn carry_out_now(&mut self, effect: Effect<Kv>) {
+        match effect {
+            Effect::Send { to, envelope } => {
+                if let Some(address) = self.cluster.address(to) {
+                    self.send_packet(address, &Packet::Replica(envelope));
+                }
+            }
+            Effect::SetTimer(timer) => {
+                self.deadlines
+                    .insert(timer, Instant::now() + self.settings.duration(timer));
+            }
+            Effect::CancelTimer(timer) => {
+                self.deadlines.remove(&timer);
+            }
+            Effect::Persist(_) => {}
+            Effect::Reply(reply) => {
+                if let Some(address) = self.clients.get(&reply.client).copied() {
+                    self.send_packet(address, &Packet::Reply(reply));
                 }
             }
         }

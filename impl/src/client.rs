@@ -2,11 +2,15 @@
 //! to every replica on a timeout, and learns the view from replies. Each
 //! request carries the client's id and the next request-number, so the
 //! replicas' client table executes it at most once however often it is sent.
+//! A client holds the cluster key and tags its requests with it: replicas
+//! drop requests that are not tagged, and the client drops replies that are
+//! not (spec/protocol.md, "Threat model").
 
 use crate::app::{KvOperation, KvOutput};
 use crate::core::{ClientId, Request, RequestNumber, View};
-use crate::runtime::ClusterConfig;
-use crate::runtime::wire::{self, DATAGRAM_MAX, Packet, StatusReport};
+use crate::runtime::auth::Key;
+use crate::runtime::wire::{self, DATAGRAM_MAX, Packet, Sender, StatusReport};
+use crate::runtime::{ClusterConfig, keyfile};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -51,6 +55,7 @@ impl From<io::Error> for ClientError {
 pub struct Client {
     cluster: ClusterConfig,
     socket: UdpSocket,
+    key: Key,
     id: ClientId,
     next: RequestNumber,
     view: View,
@@ -68,8 +73,15 @@ impl Client {
         Client::with_id(cluster, ClientId(id))
     }
 
-    /// A client with the given id (ids must be unique among clients).
+    /// A client with the given id (ids must be unique among clients), with
+    /// the key of the file the configuration names.
     pub fn with_id(cluster: ClusterConfig, id: ClientId) -> Result<Client, ClientError> {
+        let key = keyfile::for_cluster(&cluster).map_err(|e| ClientError::Rejected(e.to_string()))?;
+        Client::with_key(cluster, key, id)
+    }
+
+    /// A client with the given key and id.
+    pub fn with_key(cluster: ClusterConfig, key: Key, id: ClientId) -> Result<Client, ClientError> {
         let unspecified: SocketAddr = if cluster.addresses[0].is_ipv4() {
             "0.0.0.0:0".parse().unwrap()
         } else {
@@ -79,6 +91,7 @@ impl Client {
         Ok(Client {
             cluster,
             socket,
+            key,
             id,
             next: RequestNumber(1),
             view: View(0),
@@ -105,8 +118,13 @@ impl Client {
             request: self.next,
         };
         self.next = self.next.next();
-        let bytes = wire::encode(self.cluster.cluster_id, &Packet::Request(request.clone()))
-            .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        let bytes = wire::encode(
+            &self.key,
+            Sender::Client,
+            self.cluster.cluster_id,
+            &Packet::Request(request.clone()),
+        )
+        .map_err(|e| ClientError::Rejected(e.to_string()))?;
         if bytes.len() > wire::REQUEST_MAX {
             return Err(ClientError::Rejected(format!(
                 "the request is {} bytes; at most {} fit",
@@ -136,10 +154,12 @@ impl Client {
             let wait = next_retry
                 .min(started + self.deadline)
                 .saturating_duration_since(now);
-            let Some((len, _)) = self.receive(&mut buffer, wait)? else {
+            let Some((len, source)) = self.receive(&mut buffer, wait)? else {
                 continue;
             };
-            if let Ok(Packet::Reply(reply)) = wire::decode(self.cluster.cluster_id, &buffer[..len])
+            if let Ok((sender, Packet::Reply(reply))) =
+                wire::decode(&self.key, self.cluster.cluster_id, &buffer[..len])
+                && self.from_replica(sender, source)
                 && reply.client == self.id
                 && reply.request == request.request
             {
@@ -174,6 +194,12 @@ impl Client {
         }
     }
 
+    /// Whether an authenticated datagram's sender is a replica, sending
+    /// from its configured address.
+    fn from_replica(&self, sender: Sender, source: SocketAddr) -> bool {
+        matches!(sender, Sender::Replica(id) if self.cluster.address(id) == Some(source))
+    }
+
     fn send(&self, bytes: &[u8], address: SocketAddr) {
         // A replica that is down is the retry's business, not an error.
         let _ = self.socket.send_to(bytes, address);
@@ -182,7 +208,12 @@ impl Client {
     /// Asks every replica for its status; `None` for those that do not answer
     /// within `wait`.
     pub fn statuses(&self, wait: Duration) -> Result<Vec<Option<StatusReport>>, ClientError> {
-        let bytes = wire::encode(self.cluster.cluster_id, &Packet::StatusQuery)
+        let bytes = wire::encode(
+            &self.key,
+            Sender::Client,
+            self.cluster.cluster_id,
+            &Packet::StatusQuery,
+        )
             .map_err(|e| ClientError::Rejected(e.to_string()))?;
         for address in &self.cluster.addresses {
             self.send(&bytes, *address);
@@ -196,8 +227,9 @@ impl Client {
             else {
                 continue;
             };
-            if let Ok(Packet::Status(report)) =
-                wire::decode(self.cluster.cluster_id, &buffer[..len])
+            if let Ok((sender, Packet::Status(report))) =
+                wire::decode(&self.key, self.cluster.cluster_id, &buffer[..len])
+                && self.from_replica(sender, source)
                 && let Some(id) = self.cluster.replica_at(source)
             {
                 reports[usize::from(id.0)] = Some(report);

@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! cluster_id = 1
+//! key_file = "cluster.key"
 //!
 //! [[replica]]
 //! id = 0
@@ -14,7 +15,7 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Every replica's id and address, and the cluster's id.
@@ -30,6 +31,10 @@ pub struct ClusterConfig {
     /// Executed entries between checkpoints: the file's optional
     /// `checkpoint_interval`, or [`wire::CHECKPOINT_INTERVAL`].
     pub checkpoint_interval: u64,
+    /// The file holding the cluster key (`key_file`), which replicas and
+    /// trusted clients tag and check every datagram with; a relative path
+    /// in a file is resolved against the file's directory by [`Self::load`].
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -41,6 +46,7 @@ struct File {
     #[serde(default)]
     timers: FileTimers,
     checkpoint_interval: Option<u64>,
+    key_file: Option<PathBuf>,
 }
 
 /// `[timers]`: each in milliseconds; a missing one keeps its default.
@@ -123,7 +129,14 @@ impl ClusterConfig {
             path: path.display().to_string(),
             error,
         })?;
-        ClusterConfig::parse(&text)
+        let mut config = ClusterConfig::parse(&text)?;
+        if let Some(key_file) = &config.key_file
+            && key_file.is_relative()
+        {
+            let dir = path.parent().unwrap_or(Path::new(""));
+            config.key_file = Some(dir.join(key_file));
+        }
+        Ok(config)
     }
 
     /// Parses and validates a configuration.
@@ -162,6 +175,7 @@ impl ClusterConfig {
             Some(interval) => config.checkpoint_interval = interval,
             None => {}
         }
+        config.key_file = file.key_file;
         Ok(config)
     }
 
@@ -199,6 +213,7 @@ impl ClusterConfig {
             addresses,
             timers: Settings::default(),
             checkpoint_interval: wire::CHECKPOINT_INTERVAL,
+            key_file: None,
         })
     }
 
@@ -256,6 +271,12 @@ impl ClusterConfig {
     /// The configuration as a file.
     pub fn to_toml(&self) -> String {
         let mut text = format!("cluster_id = {}\n", self.cluster_id);
+        if let Some(key_file) = &self.key_file {
+            text.push_str(&format!(
+                "key_file = {}\n",
+                toml::Value::String(key_file.display().to_string())
+            ));
+        }
         if self.checkpoint_interval != wire::CHECKPOINT_INTERVAL {
             text.push_str(&format!(
                 "checkpoint_interval = {}\n",
@@ -466,6 +487,21 @@ address = "127.0.0.1:7002"
         assert_eq!(config.core_config(0).unwrap().checkpoint_interval(), 500);
         assert_eq!(ClusterConfig::parse(&config.to_toml()).unwrap(), config);
         assert!(ClusterConfig::parse(&format!("checkpoint_interval = 0\n{THREE}")).is_err());
+    }
+
+    #[test]
+    fn a_relative_key_file_is_resolved_against_the_configuration_files_directory() {
+        let dir = std::env::temp_dir().join(format!("vr-config-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cluster.toml");
+        std::fs::write(&path, format!("key_file = \"keys/cluster.key\"\n{THREE}")).unwrap();
+        let config = ClusterConfig::load(&path).unwrap();
+        assert_eq!(config.key_file, Some(dir.join("keys/cluster.key")));
+        assert_eq!(ClusterConfig::parse(&config.to_toml()).unwrap(), config);
+        std::fs::write(&path, format!("key_file = \"/etc/vr.key\"\n{THREE}")).unwrap();
+        let config = ClusterConfig::load(&path).unwrap();
+        assert_eq!(config.key_file, Some(PathBuf::from("/etc/vr.key")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

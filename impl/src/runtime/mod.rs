@@ -1,7 +1,9 @@
 //! The runtime: the core driven by real UDP sockets and clocks. One thread per
 //! replica runs [`node::Node::run`], the single execution loop.
 
+pub mod auth;
 pub mod config;
+pub mod keyfile;
 pub mod node;
 pub mod wire;
 

@@ -2,8 +2,10 @@
 //! deadline, turn a datagram or an expired timer into a `step` input, and
 //! carry out the effects. One thread, one loop, every role.
 
+use super::auth::Key;
 use super::config::{ClusterConfig, ConfigFileError, Settings};
-use super::wire::{self, Counters, DATAGRAM_MAX, Packet, StatusReport};
+use super::keyfile::{self, KeyFileError};
+use super::wire::{self, Counters, DATAGRAM_MAX, Packet, Sender, StatusReport};
 use crate::app::Kv;
 use crate::core::{ClientId, Effect, Input, Nonce, Replica, ReplicaId, Request, Status, Timer};
 use std::collections::BTreeMap;
@@ -28,6 +30,8 @@ pub struct Node {
     cluster: ClusterConfig,
     id: ReplicaId,
     socket: UdpSocket,
+    /// The cluster key: every datagram in or out is tagged with it.
+    key: Key,
     replica: Replica<Kv>,
     settings: Settings,
     deadlines: BTreeMap<Timer, Instant>,
@@ -52,6 +56,7 @@ pub enum StartError {
         error: io::Error,
     },
     Random(String),
+    Key(KeyFileError),
 }
 
 impl std::fmt::Display for StartError {
@@ -60,6 +65,7 @@ impl std::fmt::Display for StartError {
             StartError::Config(e) => e.fmt(f),
             StartError::Bind { address, error } => write!(f, "cannot bind {address}: {error}"),
             StartError::Random(e) => write!(f, "no randomness for the recovery nonce: {e}"),
+            StartError::Key(e) => e.fmt(f),
         }
     }
 }
@@ -76,6 +82,7 @@ impl Node {
     ) -> Result<Node, StartError> {
         let config = cluster.core_config(id).map_err(StartError::Config)?;
         let address = cluster.address(ReplicaId(id)).expect("id validated");
+        let key = keyfile::for_cluster(&cluster).map_err(StartError::Key)?;
         let socket =
             UdpSocket::bind(address).map_err(|error| StartError::Bind { address, error })?;
         let mut effects = Vec::new();
@@ -94,6 +101,7 @@ impl Node {
             cluster,
             id: ReplicaId(id),
             socket,
+            key,
             replica,
             settings,
             deadlines: BTreeMap::new(),
@@ -193,8 +201,8 @@ impl Node {
     }
 
     fn on_datagram(&mut self, bytes: &[u8], source: SocketAddr) {
-        let packet = match wire::decode(self.cluster.cluster_id, bytes) {
-            Ok(packet) => packet,
+        let (sender, packet) = match wire::decode(&self.key, self.cluster.cluster_id, bytes) {
+            Ok(decoded) => decoded,
             Err(error) => {
                 debug!(replica = self.id.0, %source, %error, "datagram dropped");
                 self.counters.count(&error);
@@ -203,8 +211,13 @@ impl Node {
         };
         match packet {
             Packet::Replica(envelope) => {
-                if self.cluster.address(envelope.from) != Some(source) {
-                    debug!(replica = self.id.0, %source, from = ?envelope.from, "forged sender: dropped");
+                // The key is the cluster's, so the tag alone does not say
+                // which replica sent: the authenticated header's sender must
+                // be the envelope's, and the source its configured address.
+                if sender != Sender::Replica(envelope.from)
+                    || self.cluster.address(envelope.from) != Some(source)
+                {
+                    debug!(replica = self.id.0, %source, ?sender, from = ?envelope.from, "forged sender: dropped");
                     self.counters.forged += 1;
                     return;
                 }
@@ -213,6 +226,10 @@ impl Node {
             Packet::Request(_) if bytes.len() > wire::REQUEST_MAX => {
                 debug!(replica = self.id.0, %source, len = bytes.len(), "request too large to prepare: dropped");
                 self.counters.oversized += 1;
+            }
+            Packet::Request(_) if sender != Sender::Client => {
+                debug!(replica = self.id.0, %source, ?sender, "request from a replica's identity: dropped");
+                self.counters.forged += 1;
             }
             Packet::Request(request) => {
                 self.clients.insert(request.client, source);
@@ -257,7 +274,12 @@ impl Node {
     }
 
     fn send_packet(&mut self, address: SocketAddr, packet: &Packet) {
-        match wire::encode(self.cluster.cluster_id, packet) {
+        match wire::encode(
+            &self.key,
+            Sender::Replica(self.id),
+            self.cluster.cluster_id,
+            packet,
+        ) {
             Ok(bytes) => {
                 if let Err(error) = self.socket.send_to(&bytes, address) {
                     debug!(replica = self.id.0, %address, %error, "send failed");

@@ -2,6 +2,7 @@
 //! replica runs [`node::Node::run`], the single execution loop.
 
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod keyfile;
 pub mod node;

@@ -3,11 +3,12 @@
 //! carry out the effects. One thread, one loop, every role.
 
 use super::auth::Key;
+use super::clients::ClientAddresses;
 use super::config::{ClusterConfig, ConfigFileError, Settings};
 use super::keyfile::{self, KeyFileError};
 use super::wire::{self, Counters, DATAGRAM_MAX, Packet, Sender, StatusReport};
 use crate::app::Kv;
-use crate::core::{ClientId, Effect, Input, Nonce, Replica, ReplicaId, Request, Status, Timer};
+use crate::core::{Effect, Input, Nonce, Replica, ReplicaId, Request, Status, Timer};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -36,7 +37,7 @@ pub struct Node {
     settings: Settings,
     deadlines: BTreeMap<Timer, Instant>,
     /// Where each client's latest request came from: its reply goes there.
-    clients: BTreeMap<ClientId, SocketAddr>,
+    clients: ClientAddresses,
     counters: Counters,
     /// Client requests read in this pass over the socket, stepped together
     /// so that the primary prepares them in one Prepare (paper 6.2).
@@ -105,7 +106,7 @@ impl Node {
             replica,
             settings,
             deadlines: BTreeMap::new(),
-            clients: BTreeMap::new(),
+            clients: ClientAddresses::default(),
             counters: Counters::default(),
             batch: Vec::new(),
         };
@@ -265,7 +266,7 @@ impl Node {
                     self.deadlines.remove(&timer);
                 }
                 Effect::Reply(reply) => {
-                    if let Some(address) = self.clients.get(&reply.client).copied() {
+                    if let Some(address) = self.clients.get(reply.client) {
                         self.send_packet(address, &Packet::Reply(reply));
                     }
                 }

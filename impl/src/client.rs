@@ -76,7 +76,8 @@ impl Client {
     /// A client with the given id (ids must be unique among clients), with
     /// the key of the file the configuration names.
     pub fn with_id(cluster: ClusterConfig, id: ClientId) -> Result<Client, ClientError> {
-        let key = keyfile::for_cluster(&cluster).map_err(|e| ClientError::Rejected(e.to_string()))?;
+        let key =
+            keyfile::for_cluster(&cluster).map_err(|e| ClientError::Rejected(e.to_string()))?;
         Client::with_key(cluster, key, id)
     }
 
@@ -214,7 +215,7 @@ impl Client {
             self.cluster.cluster_id,
             &Packet::StatusQuery,
         )
-            .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        .map_err(|e| ClientError::Rejected(e.to_string()))?;
         for address in &self.cluster.addresses {
             self.send(&bytes, *address);
         }

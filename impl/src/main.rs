@@ -49,9 +49,7 @@ enum Command {
     },
     /// Write a new random cluster key to PATH, readable by its owner only
     /// (mode 0600); name it in the configuration as key_file = "PATH".
-    Keygen {
-        path: PathBuf,
-    },
+    Keygen { path: PathBuf },
     /// Run one replica of the cluster a configuration file describes.
     Replica {
         /// The cluster's configuration file (TOML).
@@ -222,12 +220,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_cluster(
-    replicas: u8,
-    port: u16,
-    cluster_id: u32,
-    key_file: PathBuf,
-) -> Result<(), String> {
+fn run_cluster(replicas: u8, port: u16, cluster_id: u32, key_file: PathBuf) -> Result<(), String> {
     if u32::from(port) + u32::from(replicas) > 65536 {
         return Err(format!("ports {port}.. do not fit {replicas} replicas"));
     }

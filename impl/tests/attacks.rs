@@ -249,7 +249,9 @@ impl Capture {
             if packet.len() < header + 8 {
                 continue;
             }
-            let ip = |at: usize| Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3]);
+            let ip = |at: usize| {
+                Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3])
+            };
             let port = |at: usize| u16::from_be_bytes([packet[at], packet[at + 1]]);
             let source = SocketAddrV4::new(ip(12), port(header));
             let destination = SocketAddrV4::new(ip(16), port(header + 2));
@@ -303,7 +305,10 @@ fn await_commit(cluster: &Cluster, client: &Client, ids: &[usize], commit: u64) 
         .iter()
         .all(|id| cluster.statuses(client)[*id].commit.0 >= commit)
     {
-        assert!(Instant::now() < deadline, "replicas {ids:?} never committed {commit}");
+        assert!(
+            Instant::now() < deadline,
+            "replicas {ids:?} never committed {commit}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -314,7 +319,9 @@ fn a_forged_prepare_claiming_the_primary_is_dropped_and_counted_and_acknowledged
     let mut cluster = Cluster::start("prepare", 21);
     let mut client = cluster.client();
     for i in 0..5 {
-        let stored = client.call(put(&format!("k{i}"), &format!("v{i}"))).unwrap();
+        let stored = client
+            .call(put(&format!("k{i}"), &format!("v{i}")))
+            .unwrap();
         assert_eq!(stored, KvOutput::Stored);
     }
     await_commit(&cluster, &client, &[0, 1, 2], 5);
@@ -334,8 +341,13 @@ fn a_forged_prepare_claiming_the_primary_is_dropped_and_counted_and_acknowledged
         }),
     );
     // The attacker has no key: it tags with one of its own.
-    let bytes = wire::encode(&Key::generate().unwrap(), Sender::Replica(ReplicaId(0)), 21, &forged)
-        .unwrap();
+    let bytes = wire::encode(
+        &Key::generate().unwrap(),
+        Sender::Replica(ReplicaId(0)),
+        21,
+        &forged,
+    )
+    .unwrap();
     let mut how = "";
     for backup in [1, 2] {
         how = send_forged(cluster.address(0), cluster.address(backup), &bytes);
@@ -348,7 +360,10 @@ fn a_forged_prepare_claiming_the_primary_is_dropped_and_counted_and_acknowledged
         assert_eq!(r.counters.unauthenticated, 1, "replica {backup}: {r:?}");
         assert_eq!(r.op.0, op, "replica {backup} appended nothing: {r:?}");
     }
-    assert_eq!(client.call(put("victim", "good")).unwrap(), KvOutput::Stored);
+    assert_eq!(
+        client.call(put("victim", "good")).unwrap(),
+        KvOutput::Stored
+    );
     cluster.kill(0);
     assert_eq!(get(&mut client, "victim"), value("good"));
     assert!(client.view().0 >= 1, "read in a new view");
@@ -441,7 +456,9 @@ fn replaying_captured_authenticated_datagrams_changes_nothing() {
         let mut client = cluster.client();
         move || {
             for i in 0..20 {
-                let stored = client.call(put(&format!("k{i}"), &format!("v{i}"))).unwrap();
+                let stored = client
+                    .call(put(&format!("k{i}"), &format!("v{i}")))
+                    .unwrap();
                 assert_eq!(stored, KvOutput::Stored);
             }
         }
@@ -477,11 +494,17 @@ fn replaying_captured_authenticated_datagrams_changes_nothing() {
     flipped.payload[10] ^= 1;
     spoofer.send(flipped.source, flipped.destination, &flipped.payload);
     std::thread::sleep(Duration::from_millis(100));
-    let landed = among.iter().position(|a| *a == flipped.destination).unwrap();
+    let landed = among
+        .iter()
+        .position(|a| *a == flipped.destination)
+        .unwrap();
     let r = &cluster.statuses(&client)[landed];
     assert_eq!(r.counters.unauthenticated, 1, "{r:?}");
     for i in 0..20 {
         assert_eq!(get(&mut client, &format!("k{i}")), value(&format!("v{i}")));
     }
-    eprintln!("{} captured datagrams replayed twice: nothing changed", captured.len());
+    eprintln!(
+        "{} captured datagrams replayed twice: nothing changed",
+        captured.len()
+    );
 }

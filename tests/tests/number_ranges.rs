@@ -91,6 +91,10 @@ fn a_prepare_or_commit_whose_numbers_reach_past_number_max_changes_nothing() {
         assert_eq!(r.op_number(), OpNumber(0), "op {op} commit {commit}");
         assert_eq!(r.commit_number(), CommitNumber(0));
         assert_eq!(r.status(), Status::Normal);
-        assert_eq!(cluster.network.len(), sent, "no PrepareOk, no Ack, no GetState");
+        assert_eq!(
+            cluster.network.len(),
+            sent,
+            "no PrepareOk, no Ack, no GetState"
+        );
     }
 }

@@ -8,7 +8,7 @@ use super::checkpoint::CheckpointPart;
 use super::log::{Entry, LogSuffix};
 use super::state_machine::StateMachine;
 use super::types::{
-    ClientId, CommitNumber, MessageId, Nonce, OpNumber, ReplicaId, NUMBER_MAX, RequestNumber, View,
+    ClientId, CommitNumber, MessageId, NUMBER_MAX, Nonce, OpNumber, ReplicaId, RequestNumber, View,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -14,12 +14,24 @@ use std::path::{Path, PathBuf};
 pub enum KeyFileError {
     /// The configuration names no `key_file`.
     NotConfigured,
-    Read { path: PathBuf, error: io::Error },
+    Read {
+        path: PathBuf,
+        error: io::Error,
+    },
     /// Group or others may read or write it.
-    Exposed { path: PathBuf, mode: u32 },
+    Exposed {
+        path: PathBuf,
+        mode: u32,
+    },
     /// Not 64 hex digits.
-    Malformed { path: PathBuf, reason: String },
-    Write { path: PathBuf, error: io::Error },
+    Malformed {
+        path: PathBuf,
+        reason: String,
+    },
+    Write {
+        path: PathBuf,
+        error: io::Error,
+    },
     Random(String),
 }
 
@@ -60,7 +72,12 @@ impl std::error::Error for KeyFileError {}
 
 /// Reads the key of the file `cluster` names.
 pub fn for_cluster(cluster: &super::ClusterConfig) -> Result<Key, KeyFileError> {
-    read(cluster.key_file.as_deref().ok_or(KeyFileError::NotConfigured)?)
+    read(
+        cluster
+            .key_file
+            .as_deref()
+            .ok_or(KeyFileError::NotConfigured)?,
+    )
 }
 
 /// Reads the key in `path`, refusing a file that group or others may access,
@@ -70,7 +87,11 @@ pub fn read(path: &Path) -> Result<Key, KeyFileError> {
         path: path.to_path_buf(),
         error,
     };
-    let mode = std::fs::metadata(path).map_err(read_error)?.permissions().mode() & 0o7777;
+    let mode = std::fs::metadata(path)
+        .map_err(read_error)?
+        .permissions()
+        .mode()
+        & 0o7777;
     if mode & 0o077 != 0 {
         return Err(KeyFileError::Exposed {
             path: path.to_path_buf(),

@@ -476,8 +476,13 @@ mod tests {
             });
             for msg in [dvc, start, new_state] {
                 let name = msg.name();
-                let bytes = encode(&KEY, Sender::Replica(ReplicaId(2)), u32::MAX, &replica_packet(msg))
-                    .unwrap_or_else(|e| panic!("{name} of {count} entries: {e}"));
+                let bytes = encode(
+                    &KEY,
+                    Sender::Replica(ReplicaId(2)),
+                    u32::MAX,
+                    &replica_packet(msg),
+                )
+                .unwrap_or_else(|e| panic!("{name} of {count} entries: {e}"));
                 // Not vacuous: the messages come close to the bound.
                 assert!(
                     bytes.len() > DATAGRAM_MAX / 2 || suffix.entries.len() as u64 == uncommitted,

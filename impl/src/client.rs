@@ -160,7 +160,7 @@ impl Client {
             };
             if let Ok((sender, Packet::Reply(reply))) =
                 wire::decode(&self.key, self.cluster.cluster_id, &buffer[..len])
-                && self.from_replica(sender, source)
+                && self.is_replica(sender, source)
                 && reply.client == self.id
                 && reply.request == request.request
             {
@@ -197,7 +197,7 @@ impl Client {
 
     /// Whether an authenticated datagram's sender is a replica, sending
     /// from its configured address.
-    fn from_replica(&self, sender: Sender, source: SocketAddr) -> bool {
+    fn is_replica(&self, sender: Sender, source: SocketAddr) -> bool {
         matches!(sender, Sender::Replica(id) if self.cluster.address(id) == Some(source))
     }
 
@@ -230,7 +230,7 @@ impl Client {
             };
             if let Ok((sender, Packet::Status(report))) =
                 wire::decode(&self.key, self.cluster.cluster_id, &buffer[..len])
-                && self.from_replica(sender, source)
+                && self.is_replica(sender, source)
                 && let Some(id) = self.cluster.replica_at(source)
             {
                 reports[usize::from(id.0)] = Some(report);

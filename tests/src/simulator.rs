@@ -31,6 +31,11 @@ pub struct SimConfig {
     pub config: Option<Config>,
     /// After the faults, check that every outstanding request completes.
     pub settle: bool,
+    /// Whether the settle phase first restarts every crashed replica. When
+    /// false, the replicas crashed when the faults stop (at most f) stay
+    /// down, and the rest must still complete every outstanding request: a
+    /// new primary must not depend on a replica that never comes back.
+    pub restart_in_settle: bool,
     /// Durable mode with storage faults (spec/protocol.md, "Durability"):
     /// None runs the in-memory mode.
     pub storage: Option<StorageFaults>,
@@ -67,6 +72,7 @@ impl Default for SimConfig {
             restart: 0.02,
             config: None,
             settle: true,
+            restart_in_settle: true,
             storage: None,
         }
     }
@@ -81,6 +87,8 @@ pub struct SimReport {
     pub max_commit: u64,
     /// Every outstanding request completed once the faults stopped.
     pub settled: bool,
+    /// Replicas that stayed down through the settle phase.
+    pub down_through_settle: usize,
     /// Steps after which some primary(v) was fetching committed entries its
     /// chosen DoViewChange left out.
     pub fill_steps: usize,
@@ -400,14 +408,18 @@ impl World {
         })
     }
 
-    fn finish(mut self, settle_after: bool) -> SimReport {
+    fn finish(mut self, settle_after: bool, restart_in_settle: bool) -> SimReport {
         if settle_after {
             settle(
                 &mut self.cluster,
                 &mut self.clients,
                 &mut self.history,
                 &mut self.seen_replies,
-                &mut self.nonce,
+                if restart_in_settle {
+                    Some(&mut self.nonce)
+                } else {
+                    None
+                },
                 &mut self.report,
             );
         }
@@ -467,7 +479,7 @@ pub fn run_schedule(schedule: &[Choice], cfg: SimConfig) -> SimReport {
     for &choice in schedule {
         world.apply(choice);
     }
-    world.finish(cfg.settle)
+    world.finish(cfg.settle, cfg.restart_in_settle)
 }
 
 fn simulate(seed: u64, cfg: SimConfig) -> SimReport {
@@ -519,14 +531,24 @@ fn settle(
     clients: &mut [SimClient],
     history: &mut LinearizabilityTester<ClientId, Register<u64>>,
     seen: &mut usize,
-    nonce: &mut u64,
+    restart_with: Option<&mut u64>,
     report: &mut SimReport,
 ) {
-    for id in 0..cluster.replicas.len() as u8 {
-        if cluster.replicas[usize::from(id)].is_none() {
-            *nonce += 1;
-            cluster.restart(id, *nonce);
+    match restart_with {
+        Some(nonce) => {
+            for id in 0..cluster.replicas.len() as u8 {
+                if cluster.replicas[usize::from(id)].is_none() {
+                    *nonce += 1;
+                    cluster.restart(id, *nonce);
+                }
+            }
         }
+        None => {
+            report.down_through_settle = cluster.replicas.iter().filter(|r| r.is_none()).count()
+        }
+    }
+    if cluster.disks.is_none() {
+        check_progress(cluster);
     }
     let n = cluster.replicas.len() as u8;
     for round in 0..60 {
@@ -538,7 +560,9 @@ fn settle(
             .collect();
         if !batch.is_empty() {
             for id in 0..n {
-                cluster.step(ReplicaId(id), Input::Requests(batch.clone()));
+                if cluster.replicas[usize::from(id)].is_some() {
+                    cluster.step(ReplicaId(id), Input::Requests(batch.clone()));
+                }
             }
         }
         cluster.deliver_and_sync();
@@ -590,8 +614,31 @@ fn settle(
         .filter_map(|c| c.outstanding.as_ref())
         .collect();
     panic!(
-        "liveness: with every replica up and no faults, requests {pending:?} did not complete: {states:#?}"
+        "liveness: with a quorum up and no faults, requests {pending:?} did not complete: {states:#?}"
     );
+}
+
+/// The model's progress properties (spec/invariants.md, "Progress
+/// properties") on the state the faults left: judged by a synchronous,
+/// fault-free continuation of a copy, before the settle phase's own (which
+/// lets view changes happen, and so could hide a primary that cannot commit
+/// what it holds).
+fn check_progress(cluster: &Cluster) {
+    let snapshot = vr_model::liveness::Snapshot {
+        replicas: cluster.replicas.clone(),
+        timers: cluster.timers.clone(),
+        in_flight: cluster
+            .network
+            .iter()
+            .filter(|m| !cluster.cut.contains(&(m.envelope.from, m.to)))
+            .map(|m| (m.to, m.envelope.clone()))
+            .collect(),
+    };
+    for id in vr_model::liveness::IDS {
+        if let Err(detail) = vr_model::liveness::check(id, &snapshot) {
+            panic!("{id}: {detail}");
+        }
+    }
 }
 
 /// Replicas without their state: crashed, or restarted and still

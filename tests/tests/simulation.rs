@@ -144,6 +144,35 @@ fn the_simulator_catches_a_primary_that_commits_without_a_quorum() {
     );
 }
 
+/// Crashes that are not undone: the replicas down when the faults stop stay
+/// down through the settle phase, which must still complete every request.
+fn crashed_stay_down(config: Option<vr::core::Config>) -> SimConfig {
+    SimConfig {
+        crash: 0.01,
+        restart: 0.005,
+        restart_in_settle: false,
+        config,
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn replicas_crashed_when_the_faults_stop_can_stay_down_and_every_request_still_completes() {
+    let mut left_down = 0;
+    let mut completed = 0;
+    for seed in 0..seeds() {
+        let report = simulator::run(3_000_000 + seed, crashed_stay_down(None));
+        assert!(report.settled);
+        left_down += report.down_through_settle;
+        completed += report.completed;
+    }
+    assert!(
+        left_down > seeds() as usize / 4,
+        "{left_down} replicas left down"
+    );
+    assert!(completed > 1000, "{completed} operations completed");
+}
+
 /// Durable mode with group commit: Sends and Replies wait for a sync.
 fn durable(tear: u8, corrupt: u8, crash_all: f64) -> SimConfig {
     SimConfig {

@@ -32,6 +32,14 @@ fn violated(report: &Report) -> Vec<&'static str> {
         .collect()
 }
 
+/// The steps to the counterexample or witness of property `name`.
+fn trace<'a>(report: &'a Report, name: &str) -> &'a [String] {
+    report
+        .property(name)
+        .and_then(|p| p.trace.as_deref())
+        .unwrap_or_else(|| panic!("no trace for {name}"))
+}
+
 fn status<'a>(report: &'a Report, name: &str) -> &'a str {
     report
         .property(name)
@@ -87,12 +95,7 @@ fn a_primary_that_commits_before_f_prepare_oks_is_caught() {
     let cfg = ModelConfig::default();
     let report = run_with_bug(cfg.clone(), Bug::CommitWithoutQuorum, 6);
     assert_eq!(status(&report, "INV-PRIMARY-HAS-COMMITTED"), "violated");
-    let trace = report
-        .property("INV-PRIMARY-HAS-COMMITTED")
-        .unwrap()
-        .trace
-        .as_ref()
-        .unwrap();
+    let trace = trace(&report, "INV-PRIMARY-HAS-COMMITTED");
     assert!(
         trace.iter().any(|step| step.contains("StartView")),
         "{trace:#?}"
@@ -105,22 +108,12 @@ fn a_primary_that_commits_before_f_prepare_oks_is_caught() {
 fn a_do_view_change_cache_that_counts_a_duplicate_twice_is_caught() {
     let cfg = ModelConfig::default();
     let report = run_with_bug(cfg, Bug::CountDuplicateDoViewChange, 9);
-    let violated: Vec<&str> = report
-        .properties
-        .iter()
-        .filter(|p| p.status == "violated")
-        .map(|p| p.name)
-        .collect();
+    let violated = violated(&report);
     assert!(
         !violated.is_empty(),
         "no invariant caught the bug: {report:#?}"
     );
-    let trace = report
-        .property(violated[0])
-        .unwrap()
-        .trace
-        .as_ref()
-        .unwrap();
+    let trace = trace(&report, violated[0]);
     let dvc_deliveries = trace.iter().filter(|s| s.contains("DoViewChange")).count();
     assert!(
         dvc_deliveries >= 2,
@@ -196,12 +189,7 @@ fn a_backup_that_sends_prepare_ok_against_its_own_commit_number_is_caught_by_a_p
         violated.len() == 1 && violated[0].starts_with("LIVE-"),
         "{report:#?}"
     );
-    let trace = report
-        .property(violated[0])
-        .unwrap()
-        .trace
-        .as_ref()
-        .unwrap();
+    let trace = trace(&report, violated[0]);
     assert!(
         trace.iter().any(|step| step.contains("StartView")),
         "{trace:#?}"

@@ -131,6 +131,30 @@ pub fn all() -> Vec<Scenario> {
             depth: Some(8),
             strategy: Strategy::Bfs,
         },
+        Scenario {
+            name: "durable",
+            about: "as `default` in durable mode, 2 crashes, views up to 2: more than f replicas down at once, each restarting from what it persisted (spec/protocol.md, \"Durability\")",
+            config: ModelConfig {
+                durable: true,
+                crashes: 2,
+                max_view: 2,
+                ..base.clone()
+            },
+            depth: Some(6),
+            strategy: Strategy::Bfs,
+        },
+        Scenario {
+            name: "checkpoints",
+            about: "as `default` with a checkpoint after every executed entry (logs compacted behind it), 1 crash, views up to 2: checkpoints taken, and a restarted replica's state transfer served from a compacted log",
+            config: ModelConfig {
+                checkpoint_interval: 1,
+                crashes: 1,
+                max_view: 2,
+                ..base.clone()
+            },
+            depth: Some(6),
+            strategy: Strategy::Bfs,
+        },
     ]
 }
 

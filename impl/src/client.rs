@@ -4,7 +4,8 @@
 //! replicas' client table executes it at most once however often it is sent.
 //! A client holds the cluster key and tags its requests with it: replicas
 //! drop requests that are not tagged, and the client drops replies that are
-//! not (spec/protocol.md, "Threat model").
+//! not (spec/protocol.md, "Threat model"), except a replica's refusal
+//! ([`refusal`]), which it takes only as an error report.
 
 use crate::app::{KvOperation, KvOutput};
 use crate::core::ReplicaId;

@@ -46,7 +46,8 @@ pub struct Node {
     /// Client requests read in this pass over the socket, stepped together
     /// so that the primary prepares them in one Prepare (paper 6.2).
     batch: Vec<Request<Kv>>,
-    /// Bounds the "wrong cluster" answers to misconfigured clients.
+    /// Bounds the refusals (wrong cluster id, wrong key) sent to
+    /// misconfigured clients.
     refusals: RateLimit,
     /// Durable mode: the data directory's storage.
     storage: Option<Storage<Kv, FileDisk>>,

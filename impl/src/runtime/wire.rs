@@ -5,7 +5,9 @@
 //! larger than a datagram may be, whose tag does not verify, or whose body is
 //! malformed, is refused with the reason, for the caller to count. The tag is
 //! checked before the body is decoded, so no unauthenticated byte reaches the
-//! decoder (spec/protocol.md, "Threat model").
+//! decoder (spec/protocol.md, "Threat model"). The one datagram without a
+//! tag, a replica's refusal of a misconfigured client's datagram, is
+//! [`super::refusal`]'s, shorter than any tagged one.
 
 use super::auth::{Key, TAG_LEN};
 use crate::app::Kv;

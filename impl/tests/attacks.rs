@@ -281,12 +281,12 @@ fn send_forged(source: SocketAddrV4, destination: SocketAddrV4, payload: &[u8]) 
     match Spoofer::open() {
         Some(spoofer) => {
             spoofer.send(source, destination, payload);
-            "spoofed source address (raw socket)"
+            "a raw socket, from a spoofed source address"
         }
         None => {
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
             socket.send_to(payload, destination).unwrap();
-            "ordinary socket (no CAP_NET_RAW: the source is not spoofed)"
+            "an ordinary socket (no CAP_NET_RAW: the source is not spoofed)"
         }
     }
 }
@@ -353,7 +353,7 @@ fn a_forged_prepare_claiming_the_primary_is_dropped_and_counted_and_acknowledged
     for backup in [1, 2] {
         how = send_forged(cluster.address(0), cluster.address(backup), &bytes);
     }
-    eprintln!("forged Prepare sent through an {how}");
+    eprintln!("forged Prepare sent through {how}");
     std::thread::sleep(Duration::from_millis(200));
     let reports = cluster.statuses(&client);
     for backup in [1, 2] {
@@ -402,7 +402,7 @@ fn a_forged_or_overflowing_start_view_change_changes_no_view_and_failover_still_
     for to in [0, 2] {
         how = send_forged(cluster.address(1), cluster.address(to), &keyed);
     }
-    eprintln!("forged StartViewChanges sent through an {how}");
+    eprintln!("forged StartViewChanges sent through {how}");
     std::thread::sleep(Duration::from_millis(300));
     for r in cluster.statuses(&client) {
         assert_eq!(r.view, View(0), "{r:?}");

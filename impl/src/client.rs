@@ -2,15 +2,23 @@
 //! to every replica on a timeout, and learns the view from replies. Each
 //! request carries the client's id and the next request-number, so the
 //! replicas' client table executes it at most once however often it is sent.
+//! A client holds the cluster key and tags its requests with it: replicas
+//! drop requests that are not tagged, and the client drops replies that are
+//! not (spec/protocol.md, "Threat model"), except a replica's refusal
+//! ([`refusal`]), which it takes only as an error report.
 
 use crate::app::{KvOperation, KvOutput};
+use crate::core::ReplicaId;
 use crate::core::{ClientId, Request, RequestNumber, View};
-use crate::runtime::ClusterConfig;
-use crate::runtime::wire::{self, DATAGRAM_MAX, Packet, StatusReport, WireError};
-use std::collections::BTreeSet;
+use crate::runtime::auth::Key;
+use crate::runtime::refusal::{self, Refusal};
+use crate::runtime::wire::{self, DATAGRAM_MAX, Packet, Sender, StatusReport, WireError};
+use crate::runtime::{ClusterConfig, keyfile};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Why an operation did not complete.
@@ -28,6 +36,13 @@ pub enum ClientError {
     /// the client's cluster (`cluster_id`): a misconfigured client.
     WrongCluster {
         cluster_id: u32,
+        addresses: Vec<SocketAddr>,
+    },
+    /// The replicas at these addresses answered that this client's
+    /// datagrams do not carry the cluster key's tag: the client's
+    /// `key_file` holds another key.
+    WrongKey {
+        key_file: Option<PathBuf>,
         addresses: Vec<SocketAddr>,
     },
     /// The socket failed.
@@ -58,6 +73,20 @@ impl fmt::Display for ClientError {
                     addresses.join(", ")
                 )
             }
+            ClientError::WrongKey {
+                key_file,
+                addresses,
+            } => {
+                let addresses: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+                let key_file = key_file
+                    .as_ref()
+                    .map_or(String::new(), |path| format!(" ({})", path.display()));
+                write!(
+                    f,
+                    "wrong key: the replicas at {} could not authenticate this client's requests; its key file{key_file} does not hold the cluster's key",
+                    addresses.join(", ")
+                )
+            }
             ClientError::Io(e) => write!(f, "socket error: {e}"),
         }
     }
@@ -71,10 +100,15 @@ impl From<io::Error> for ClientError {
     }
 }
 
+/// The replicas that refused a client's datagram ([`refusal`]), and why.
+#[derive(Default)]
+struct Refused(BTreeMap<ReplicaId, Refusal>);
+
 /// A client of one cluster.
 pub struct Client {
     cluster: ClusterConfig,
     socket: UdpSocket,
+    key: Key,
     id: ClientId,
     next: RequestNumber,
     view: View,
@@ -92,8 +126,16 @@ impl Client {
         Client::with_id(cluster, ClientId(id))
     }
 
-    /// A client with the given id (ids must be unique among clients).
+    /// A client with the given id (ids must be unique among clients), with
+    /// the key of the file the configuration names.
     pub fn with_id(cluster: ClusterConfig, id: ClientId) -> Result<Client, ClientError> {
+        let key =
+            keyfile::for_cluster(&cluster).map_err(|e| ClientError::Rejected(e.to_string()))?;
+        Client::with_key(cluster, key, id)
+    }
+
+    /// A client with the given key and id.
+    pub fn with_key(cluster: ClusterConfig, key: Key, id: ClientId) -> Result<Client, ClientError> {
         let unspecified: SocketAddr = if cluster.addresses[0].is_ipv4() {
             "0.0.0.0:0".parse().unwrap()
         } else {
@@ -103,6 +145,7 @@ impl Client {
         Ok(Client {
             cluster,
             socket,
+            key,
             id,
             next: RequestNumber(1),
             view: View(0),
@@ -130,8 +173,7 @@ impl Client {
         };
         self.next = self.next.next();
         let bytes = self.encode_request(&request)?;
-        // Replicas that answered "wrong cluster".
-        let mut refused = BTreeSet::new();
+        let mut refused = Refused::default();
         let started = Instant::now();
         if let Some(primary) = self.cluster.address(self.cluster.primary(self.view)) {
             self.send(&bytes, primary);
@@ -141,8 +183,8 @@ impl Client {
         loop {
             let now = Instant::now();
             if now >= started + self.deadline {
-                if !refused.is_empty() {
-                    return Err(self.wrong_cluster(&refused));
+                if !refused.0.is_empty() {
+                    return Err(self.refused(&refused));
                 }
                 return Err(ClientError::Timeout {
                     waited: now - started,
@@ -160,23 +202,24 @@ impl Client {
             let Some((len, source)) = self.receive(&mut buffer, wait)? else {
                 continue;
             };
-            match wire::decode(self.cluster.cluster_id, &buffer[..len]) {
-                Ok(Packet::Reply(reply))
-                    if reply.client == self.id && reply.request == request.request =>
+            let datagram = &buffer[..len];
+            match wire::decode(&self.key, self.cluster.cluster_id, datagram) {
+                Ok((sender, Packet::Reply(reply)))
+                    if self.is_replica(sender, source)
+                        && reply.client == self.id
+                        && reply.request == request.request =>
                 {
                     self.view = self.view.max(reply.view);
                     return Ok(reply.output);
                 }
-                Ok(Packet::WrongCluster) => {
-                    if let Some(id) = self.cluster.replica_at(source) {
-                        refused.insert(id);
-                    }
-                    // No quorum is left to serve this cluster id.
-                    if refused.len() > self.cluster.addresses.len() / 2 {
-                        return Err(self.wrong_cluster(&refused));
+                Ok(_) => {}
+                Err(_) => {
+                    self.note_refusal(datagram, source, &bytes, &mut refused);
+                    // No quorum is left to serve this client.
+                    if refused.0.len() > self.cluster.addresses.len() / 2 {
+                        return Err(self.refused(&refused));
                     }
                 }
-                _ => {}
             }
         }
     }
@@ -189,7 +232,12 @@ impl Client {
             size,
             max: wire::REQUEST_MAX,
         };
-        match wire::encode(self.cluster.cluster_id, &Packet::Request(request.clone())) {
+        match wire::encode(
+            &self.key,
+            Sender::Client,
+            self.cluster.cluster_id,
+            &Packet::Request(request.clone()),
+        ) {
             Ok(bytes) if bytes.len() > wire::REQUEST_MAX => Err(too_large(bytes.len())),
             Ok(bytes) => Ok(bytes),
             Err(WireError::Oversized(size)) => Err(too_large(size)),
@@ -197,13 +245,45 @@ impl Client {
         }
     }
 
-    fn wrong_cluster(&self, refused: &BTreeSet<crate::core::ReplicaId>) -> ClientError {
-        ClientError::WrongCluster {
-            cluster_id: self.cluster.cluster_id,
-            addresses: refused
+    /// Notes `datagram`, which did not decode, if it is a replica's refusal
+    /// of `sent` ([`refusal`]): from a replica's address, of this client's
+    /// cluster id, echoing `sent`'s tag.
+    fn note_refusal(
+        &self,
+        datagram: &[u8],
+        source: SocketAddr,
+        sent: &[u8],
+        refused: &mut Refused,
+    ) {
+        if let Some(id) = self.cluster.replica_at(source)
+            && let Some(refusal) = refusal::read(datagram, self.cluster.cluster_id, sent)
+        {
+            refused.0.insert(id, refusal);
+        }
+    }
+
+    /// The error that `refused` reports: a wrong cluster id if any replica
+    /// said so (a replica checks the cluster id before the tag), else a
+    /// wrong key.
+    fn refused(&self, refused: &Refused) -> ClientError {
+        let by = |reason| -> Vec<SocketAddr> {
+            refused
+                .0
                 .iter()
-                .filter_map(|id| self.cluster.address(*id))
-                .collect(),
+                .filter(|(_, r)| **r == reason)
+                .filter_map(|(id, _)| self.cluster.address(*id))
+                .collect()
+        };
+        let wrong_cluster = by(Refusal::WrongCluster);
+        if !wrong_cluster.is_empty() {
+            return ClientError::WrongCluster {
+                cluster_id: self.cluster.cluster_id,
+                addresses: wrong_cluster,
+            };
+        }
+        ClientError::WrongKey {
+            key_file: self.cluster.key_file.clone(),
+            addresses: by(Refusal::Unauthenticated),
         }
     }
 
@@ -232,23 +312,33 @@ impl Client {
         }
     }
 
+    /// Whether an authenticated datagram's sender is a replica, sending
+    /// from its configured address.
+    fn is_replica(&self, sender: Sender, source: SocketAddr) -> bool {
+        matches!(sender, Sender::Replica(id) if self.cluster.address(id) == Some(source))
+    }
+
     fn send(&self, bytes: &[u8], address: SocketAddr) {
         // A replica that is down is the retry's business, not an error.
         let _ = self.socket.send_to(bytes, address);
     }
 
     /// Asks every replica for its status; `None` for those that do not answer
-    /// within `wait`. [`ClientError::WrongCluster`] if none answered but some
-    /// said they belong to another cluster.
+    /// within `wait`. [`ClientError::WrongCluster`] or
+    /// [`ClientError::WrongKey`] if none answered but some refused the query.
     pub fn statuses(&self, wait: Duration) -> Result<Vec<Option<StatusReport>>, ClientError> {
-        let bytes = wire::encode(self.cluster.cluster_id, &Packet::StatusQuery)
-            .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        let bytes = wire::encode(
+            &self.key,
+            Sender::Client,
+            self.cluster.cluster_id,
+            &Packet::StatusQuery,
+        )
+        .map_err(|e| ClientError::Rejected(e.to_string()))?;
         for address in &self.cluster.addresses {
             self.send(&bytes, *address);
         }
         let mut reports: Vec<Option<StatusReport>> = vec![None; self.cluster.addresses.len()];
-        // Replicas that answered "wrong cluster".
-        let mut refused = BTreeSet::new();
+        let mut refused = Refused::default();
         let started = Instant::now();
         let mut buffer = vec![0u8; DATAGRAM_MAX + 1];
         while reports.iter().any(Option::is_none) && started.elapsed() < wait {
@@ -257,22 +347,22 @@ impl Client {
             else {
                 continue;
             };
-            let Some(id) = self.cluster.replica_at(source) else {
-                continue;
-            };
-            match wire::decode(self.cluster.cluster_id, &buffer[..len]) {
-                Ok(Packet::Status(report)) => reports[usize::from(id.0)] = Some(report),
-                Ok(Packet::WrongCluster) => {
-                    refused.insert(id);
+            let datagram = &buffer[..len];
+            match wire::decode(&self.key, self.cluster.cluster_id, datagram) {
+                Ok((sender, Packet::Status(report))) if self.is_replica(sender, source) => {
+                    if let Some(id) = self.cluster.replica_at(source) {
+                        reports[usize::from(id.0)] = Some(report);
+                    }
                 }
-                _ => {}
+                Ok(_) => {}
+                Err(_) => self.note_refusal(datagram, source, &bytes, &mut refused),
             }
-            if refused.len() == self.cluster.addresses.len() {
+            if refused.0.len() == self.cluster.addresses.len() {
                 break;
             }
         }
-        if reports.iter().all(Option::is_none) && !refused.is_empty() {
-            return Err(self.wrong_cluster(&refused));
+        if reports.iter().all(Option::is_none) && !refused.0.is_empty() {
+            return Err(self.refused(&refused));
         }
         Ok(reports)
     }

@@ -65,9 +65,10 @@ impl From<ClientError> for Failure {
     fn from(error: ClientError) -> Failure {
         let message = error.to_string();
         match error {
-            ClientError::Timeout { .. } | ClientError::Io(_) | ClientError::WrongCluster { .. } => {
-                Failure::unreachable(message)
-            }
+            ClientError::Timeout { .. }
+            | ClientError::Io(_)
+            | ClientError::WrongCluster { .. }
+            | ClientError::WrongKey { .. } => Failure::unreachable(message),
             ClientError::TooLarge { .. } | ClientError::Rejected(_) => Failure::usage(message),
         }
     }

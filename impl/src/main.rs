@@ -49,7 +49,15 @@ enum Command {
         /// Cluster id: datagrams of other clusters are dropped.
         #[arg(long, default_value_t = 1)]
         cluster_id: u32,
+        /// Where to write the new cluster key the replicas use, for clients
+        /// (default: vr/cluster-ID.key in the temporary directory, where
+        /// `vr put` and the others look without --config).
+        #[arg(long, value_name = "PATH")]
+        cluster_key_file: Option<PathBuf>,
     },
+    /// Write a new random cluster key to PATH, readable by its owner only
+    /// (mode 0600); name it in the configuration as key_file = "PATH".
+    Keygen { path: PathBuf },
     /// Run one replica of the cluster a configuration file describes.
     Replica {
         /// The cluster's configuration file (TOML).
@@ -176,6 +184,18 @@ pub struct Target {
     /// The cluster id (with --cluster).
     #[arg(long, default_value_t = 1)]
     cluster_id: u32,
+    /// The cluster key's file, without --config (default: the one `vr
+    /// cluster` writes, vr/cluster-ID.key in the temporary directory).
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    cluster_key_file: Option<PathBuf>,
+}
+
+/// Where `vr cluster` writes its key, and clients without a configuration
+/// file look for it.
+fn default_key_file(cluster_id: u32) -> PathBuf {
+    std::env::temp_dir()
+        .join("vr")
+        .join(format!("cluster-{cluster_id}.key"))
 }
 
 impl Target {
@@ -183,10 +203,18 @@ impl Target {
         if let Some(path) = &self.config {
             return ClusterConfig::load(path).map_err(|e| e.to_string());
         }
-        if self.cluster.is_empty() {
-            return ClusterConfig::loopback(self.cluster_id, 3, 7000).map_err(|e| e.to_string());
+        let mut cluster = if self.cluster.is_empty() {
+            ClusterConfig::loopback(self.cluster_id, 3, 7000)
+        } else {
+            ClusterConfig::new(self.cluster_id, self.cluster.clone())
         }
-        ClusterConfig::new(self.cluster_id, self.cluster.clone()).map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        cluster.key_file = Some(
+            self.cluster_key_file
+                .clone()
+                .unwrap_or_else(|| default_key_file(self.cluster_id)),
+        );
+        Ok(cluster)
     }
 }
 
@@ -217,10 +245,15 @@ fn main() -> ExitCode {
             replicas,
             port,
             cluster_id,
+            cluster_key_file,
         } => {
             init_logging("info");
-            run_cluster(replicas, port, cluster_id).map_err(Failure::from)
+            let key_file = cluster_key_file.unwrap_or_else(|| default_key_file(cluster_id));
+            run_cluster(replicas, port, cluster_id, key_file).map_err(Failure::from)
         }
+        Command::Keygen { path } => vr::runtime::keyfile::generate(&path, false)
+            .map(|_| println!("wrote a new cluster key to {}", path.display()))
+            .map_err(|e| Failure::usage(e.to_string())),
         Command::Replica {
             config,
             id,
@@ -337,11 +370,16 @@ fn operation(
     call(target, build(inputs))
 }
 
-fn run_cluster(replicas: u8, port: u16, cluster_id: u32) -> Result<(), String> {
+fn run_cluster(replicas: u8, port: u16, cluster_id: u32, key_file: PathBuf) -> Result<(), String> {
     if u32::from(port) + u32::from(replicas) > 65536 {
         return Err(format!("ports {port}.. do not fit {replicas} replicas"));
     }
-    let cluster = ClusterConfig::loopback(cluster_id, replicas, port).map_err(|e| e.to_string())?;
+    let mut cluster =
+        ClusterConfig::loopback(cluster_id, replicas, port).map_err(|e| e.to_string())?;
+    // A new key for each run: the cluster starts empty, so no client needs
+    // an older one.
+    vr::runtime::keyfile::generate(&key_file, true).map_err(|e| e.to_string())?;
+    cluster.key_file = Some(key_file);
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for id in 0..replicas {
@@ -437,7 +475,7 @@ fn status(target: &Target) -> Result<(), Failure> {
             Some(r) => {
                 let connected: Vec<String> = r.connected.iter().map(|p| p.0.to_string()).collect();
                 println!(
-                    "{:<8} {:<22} {:<11} {:>6} {:>10} {:>10}  {:<12} {} (malformed {}, wrong version {}, wrong cluster {}, oversized {}, forged {}, unexpected {}; unsendable {})",
+                    "{:<8} {:<22} {:<11} {:>6} {:>10} {:>10}  {:<12} {} (malformed {}, wrong version {}, wrong cluster {}, oversized {}, unauthenticated {}, forged {}, unexpected {}; unsendable {})",
                     id,
                     address,
                     r.status,
@@ -454,6 +492,7 @@ fn status(target: &Target) -> Result<(), Failure> {
                     r.counters.wrong_version,
                     r.counters.wrong_cluster,
                     r.counters.oversized,
+                    r.counters.unauthenticated,
                     r.counters.forged,
                     r.counters.unexpected,
                     r.counters.unsendable

@@ -1,6 +1,7 @@
 //! The operator's experience on real processes: exit codes, `cas
 //! --expect-absent`, values from standard input, the one request limit, a
-//! wrong cluster id, `vr bench` against a dead cluster, logs in a file.
+//! wrong cluster id, a wrong key, `vr bench` against a dead cluster, logs in
+//! a file.
 
 use std::io::Write;
 use std::net::UdpSocket;
@@ -10,21 +11,29 @@ use std::time::{Duration, Instant};
 use vr::app::{KvOperation, KvOutput};
 use vr::client::Client;
 use vr::runtime::ClusterConfig;
-use vr::runtime::refusal::ANSWERS_PER_SECOND;
-use vr::runtime::wire::{self, Packet};
+use vr::runtime::refusal::{self, ANSWERS_PER_SECOND, REFUSAL_LEN, Refusal};
+use vr::runtime::wire::{self, Packet, Sender};
 
 /// A `vr cluster` process, killed when dropped.
 struct Cluster {
     child: Child,
     port: u16,
     cluster_id: u32,
+    /// The key `vr cluster` wrote: this test's own, not the shared default.
+    key_file: PathBuf,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.key_file);
     }
+}
+
+/// A key file path of this test process's own.
+fn key_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("vr-test-{}-{name}.key", std::process::id()))
 }
 
 impl Cluster {
@@ -36,9 +45,12 @@ impl Cluster {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
             None => Stdio::null(),
         };
+        let key_file = key_path(&format!("cluster-{cluster_id}"));
         let child = Command::new(env!("CARGO_BIN_EXE_vr"))
             .args(["cluster", "--port", &port.to_string()])
             .args(["--cluster-id", &cluster_id.to_string()])
+            .arg("--cluster-key-file")
+            .arg(&key_file)
             .env("RUST_LOG", "info")
             .env_remove("NO_COLOR")
             .stdout(Stdio::null())
@@ -49,7 +61,13 @@ impl Cluster {
             child,
             port,
             cluster_id,
+            key_file,
         };
+        // The key file appears when `vr cluster` has written it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cluster.key_file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let mut client = Client::new(cluster.config()).unwrap();
         client.deadline = Duration::from_secs(10);
         let ready = client.call(KvOperation::Get {
@@ -60,11 +78,19 @@ impl Cluster {
     }
 
     fn config(&self) -> ClusterConfig {
-        ClusterConfig::loopback(self.cluster_id, 3, self.port).unwrap()
+        let mut config = ClusterConfig::loopback(self.cluster_id, 3, self.port).unwrap();
+        config.key_file = Some(self.key_file.clone());
+        config
     }
 
-    /// `--cluster ADDR,ADDR,ADDR --cluster-id ID` for this cluster.
+    /// `--cluster ADDR,ADDR,ADDR --cluster-id ID --cluster-key-file PATH`
+    /// for this cluster, with its key.
     fn target(&self, cluster_id: u32) -> Vec<String> {
+        self.target_with_key(cluster_id, &self.key_file)
+    }
+
+    /// [`Self::target`] with the key in `key_file`.
+    fn target_with_key(&self, cluster_id: u32, key_file: &std::path::Path) -> Vec<String> {
         let addresses: Vec<String> = (0..3)
             .map(|i| format!("127.0.0.1:{}", self.port + i))
             .collect();
@@ -73,6 +99,8 @@ impl Cluster {
             addresses.join(","),
             "--cluster-id".into(),
             cluster_id.to_string(),
+            "--cluster-key-file".into(),
+            key_file.display().to_string(),
         ]
     }
 }
@@ -181,7 +209,14 @@ fn a_cluster_that_does_not_answer_exits_3_for_clients_status_and_bench() {
     // Three ports nobody listens on.
     let port = free_consecutive_ports(3);
     let addresses: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
-    let target = vec!["--cluster".to_string(), addresses.join(",")];
+    let key_file = key_path("silent");
+    vr::runtime::keyfile::generate(&key_file, true).unwrap();
+    let target = vec![
+        "--cluster".to_string(),
+        addresses.join(","),
+        "--cluster-key-file".to_string(),
+        key_file.display().to_string(),
+    ];
     let get = vr(&["get", "k"], &target, b"");
     assert_eq!(get.code, 3, "{}", get.stderr);
     assert!(get.stderr.contains("no reply"), "{}", get.stderr);
@@ -198,6 +233,7 @@ fn a_cluster_that_does_not_answer_exits_3_for_clients_status_and_bench() {
         "{}",
         bench.stderr
     );
+    let _ = std::fs::remove_file(&key_file);
 }
 
 #[test]
@@ -291,29 +327,40 @@ fn a_wrong_cluster_id_is_reported_as_such_at_once_and_answers_are_small_and_limi
         "{}",
         status.stderr
     );
-    // On the wire: a StatusQuery of cluster 35 gets an answer no larger,
-    // readable as cluster 35's, that does not name cluster 34.
+    // On the wire: a StatusQuery of cluster 35 gets a smaller answer,
+    // readable as cluster 35's refusal of that query, that does not name
+    // cluster 34.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let replica = ("127.0.0.1", cluster.port);
-    let query = wire::encode(35, &Packet::StatusQuery).unwrap();
+    let key = vr::runtime::keyfile::for_cluster(&cluster.config()).unwrap();
+    let query = wire::encode(&key, Sender::Client, 35, &Packet::StatusQuery).unwrap();
     socket.send_to(&query, replica).unwrap();
     let mut buffer = [0u8; 2048];
     let (len, _) = socket.recv_from(&mut buffer).expect("an answer");
     assert!(
-        len <= query.len(),
+        len < query.len(),
         "{len} bytes answer {} bytes",
         query.len()
     );
-    assert_eq!(wire::decode(35, &buffer[..len]), Ok(Packet::WrongCluster));
+    assert_eq!(
+        refusal::read(&buffer[..len], 35, &query),
+        Some(Refusal::WrongCluster)
+    );
     assert!(!buffer[..len].windows(4).any(|w| w == 34u32.to_le_bytes()));
-    // Garbage under a wrong id gets nothing.
-    let mut garbage = query.clone();
-    garbage.extend_from_slice(b"junk");
-    socket.send_to(&garbage, replica).unwrap();
-    assert!(socket.recv_from(&mut buffer).is_err(), "garbage answered");
+    // A replica's datagram under a wrong id, and a refusal, get nothing.
+    let from_replica = wire::encode(
+        &key,
+        Sender::Replica(vr::core::ReplicaId(1)),
+        35,
+        &Packet::StatusQuery,
+    )
+    .unwrap();
+    socket.send_to(&from_replica, replica).unwrap();
+    socket.send_to(&buffer[..len], replica).unwrap();
+    assert!(socket.recv_from(&mut buffer).is_err(), "answered");
     // A flood gets at most the rate limit's answers.
     std::thread::sleep(Duration::from_millis(1100));
     for _ in 0..200 {
@@ -330,6 +377,74 @@ fn a_wrong_cluster_id_is_reported_as_such_at_once_and_answers_are_small_and_limi
     // Nothing changed: the right cluster id still works.
     let right = vr(&["put", "k", "v"], &cluster.target(34), b"");
     assert_eq!(right.code, 0, "{}", right.stderr);
+}
+
+#[test]
+fn a_wrong_key_is_reported_as_such_at_once_and_changes_nothing() {
+    let cluster = Cluster::start(37, None);
+    assert_eq!(
+        vr(&["put", "k", "before"], &cluster.target(37), b"").code,
+        0
+    );
+    let wrong_key = key_path("wrong");
+    let keygen = vr(&["keygen", wrong_key.to_str().unwrap()], &[], b"");
+    assert_eq!(keygen.code, 0, "{}", keygen.stderr);
+    let target = cluster.target_with_key(37, &wrong_key);
+    let put = vr(&["put", "k", "after"], &target, b"");
+    assert_eq!(put.code, 3, "{}", put.stderr);
+    assert!(put.stderr.contains("wrong key"), "{}", put.stderr);
+    assert!(
+        put.stderr.contains(wrong_key.to_str().unwrap()),
+        "names the key file: {}",
+        put.stderr
+    );
+    assert!(
+        put.took < Duration::from_secs(5),
+        "not the 5 s timeout: {:?}",
+        put.took
+    );
+    let status = vr(&["status"], &target, b"");
+    assert_eq!(status.code, 3, "{}", status.stderr);
+    assert!(status.stderr.contains("wrong key"), "{}", status.stderr);
+    // On the wire: a request under another key gets a refusal smaller than
+    // the request, which echoes its tag and nothing else of it.
+    let other = vr::runtime::keyfile::read(&wrong_key).unwrap();
+    let request = Packet::Request(vr::core::Request {
+        operation: KvOperation::Put {
+            key: "k".into(),
+            value: "evil".into(),
+        },
+        client: vr::core::ClientId(77),
+        request: vr::core::RequestNumber(1),
+    });
+    let sent = wire::encode(&other, Sender::Client, 37, &request).unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    socket.send_to(&sent, ("127.0.0.1", cluster.port)).unwrap();
+    let mut buffer = [0u8; 2048];
+    let (len, _) = socket.recv_from(&mut buffer).expect("an answer");
+    assert_eq!(len, REFUSAL_LEN);
+    assert!(len < sent.len());
+    assert_eq!(
+        refusal::read(&buffer[..len], 37, &sent),
+        Some(Refusal::Unauthenticated)
+    );
+    // The value is what the right key wrote, and the replicas counted the
+    // refused datagrams.
+    let got = vr(&["get", "k"], &cluster.target(37), b"");
+    assert_eq!((got.code, got.stdout.as_str()), (0, "before\n"));
+    let client = Client::new(cluster.config()).unwrap();
+    let unauthenticated: u64 = client
+        .statuses(Duration::from_secs(2))
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|report| report.counters.unauthenticated)
+        .sum();
+    assert!(unauthenticated >= 2, "{unauthenticated} counted");
+    let _ = std::fs::remove_file(&wrong_key);
 }
 
 #[test]

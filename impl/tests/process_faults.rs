@@ -106,6 +106,8 @@ impl Cluster {
         // Checkpoints every few thousand operations, so that the faults meet
         // compacted logs: a restarted replica recovers from a checkpoint.
         config.checkpoint_interval = CHECKPOINT_INTERVAL;
+        config.key_file = Some(dir.join("cluster.key"));
+        vr::runtime::keyfile::generate(&dir.join("cluster.key"), true).unwrap();
         let config_path = dir.join("cluster.toml");
         std::fs::write(&config_path, config.to_toml()).unwrap();
         let mut cluster = Cluster {

@@ -10,7 +10,8 @@ use vr::app::{KvOperation, KvOutput};
 use vr::client::Client;
 use vr::core::ReplicaId;
 use vr::runtime::ClusterConfig;
-use vr::runtime::wire::{self, Packet};
+use vr::runtime::auth::Key;
+use vr::runtime::wire::{self, Packet, Sender};
 
 struct Replica(Child);
 
@@ -50,6 +51,8 @@ fn cluster_in_mode(dir: &Path, cluster_id: u32, durable: bool) -> (ClusterConfig
         .collect();
     let mut config = ClusterConfig::new(cluster_id, addresses).unwrap();
     config.durable = durable;
+    config.key_file = Some(dir.join("cluster.key"));
+    vr::runtime::keyfile::generate(&dir.join("cluster.key"), true).unwrap();
     let path = dir.join("cluster.toml");
     std::fs::write(&path, config.to_toml()).unwrap();
     (config, path)
@@ -267,12 +270,24 @@ fn garbage_truncated_and_forged_datagrams_are_dropped_and_counted_and_the_replic
     let view_before = status_of(&client, 0).expect("replica 0 answers").view;
     let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
     let target = config.address(ReplicaId(0)).unwrap();
-    // Garbage, a truncated datagram, another cluster's, and a forged sender.
+    let key = vr::runtime::keyfile::for_cluster(&config).unwrap();
+    // Garbage, a truncated datagram, another cluster's, one tagged with
+    // another key, and a forged sender (with the key, from the wrong address).
     attacker.send_to(b"\xff\x00garbage", target).unwrap();
-    let status = wire::encode(12, &Packet::StatusQuery).unwrap();
+    let status = wire::encode(&key, Sender::Client, 12, &Packet::StatusQuery).unwrap();
     attacker.send_to(&status[..3], target).unwrap();
     attacker
-        .send_to(&wire::encode(99, &Packet::StatusQuery).unwrap(), target)
+        .send_to(
+            &wire::encode(&key, Sender::Client, 99, &Packet::StatusQuery).unwrap(),
+            target,
+        )
+        .unwrap();
+    let other_key = Key::generate().unwrap();
+    attacker
+        .send_to(
+            &wire::encode(&other_key, Sender::Client, 12, &Packet::StatusQuery).unwrap(),
+            target,
+        )
         .unwrap();
     let forged = Packet::Replica(vr::core::Envelope {
         from: ReplicaId(1),
@@ -282,13 +297,17 @@ fn garbage_truncated_and_forged_datagrams_are_dropped_and_counted_and_the_replic
         }),
     });
     attacker
-        .send_to(&wire::encode(12, &forged).unwrap(), target)
+        .send_to(
+            &wire::encode(&key, Sender::Replica(ReplicaId(1)), 12, &forged).unwrap(),
+            target,
+        )
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let report = status_of(&client, 0).expect("replica 0 answers");
     assert_eq!(report.counters.wrong_version, 1, "garbage: {report:?}");
     assert_eq!(report.counters.malformed, 1, "truncated: {report:?}");
     assert_eq!(report.counters.wrong_cluster, 1);
+    assert_eq!(report.counters.unauthenticated, 1);
     assert_eq!(report.counters.forged, 1);
     assert!(
         report.view >= view_before && report.view < vr::core::View(5),

@@ -8,17 +8,20 @@
 use stateright::actor::ActorModelAction;
 use stateright::{Checker, HasDiscoveries, Model};
 use vr::core::{Bug, Effect, Envelope, Input, Nonce, Replica, Status};
-use vr::runtime::wire::{self, Packet};
+use vr::runtime::auth::Key;
+use vr::runtime::wire::{self, Packet, Sender};
 use vr_model::actors::{ActorState, ModelTimer, Msg, VrActor};
 use vr_model::model::{ModelConfig, VrModel, VrState};
 use vr_model::register::Register;
 
 const CLUSTER: u32 = 7;
 
-/// A datagram and back, in the runtime's wire format.
+/// A datagram and back, in the runtime's wire format (tagged and checked
+/// with a fixed key).
 fn over_the_wire(packet: Packet<Register>) -> Packet<Register> {
-    let bytes = wire::encode_as(CLUSTER, &packet).expect("fits a datagram");
-    wire::decode_as(CLUSTER, &bytes).expect("decodes")
+    let key = Key::from_bytes([5; vr::runtime::auth::KEY_LEN]);
+    let bytes = wire::encode_as(&key, Sender::Client, CLUSTER, &packet).expect("fits a datagram");
+    wire::decode_as(&key, CLUSTER, &bytes).expect("decodes").1
 }
 
 fn envelope_over_the_wire(envelope: &Envelope<Register>) -> Envelope<Register> {

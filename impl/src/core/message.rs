@@ -8,7 +8,7 @@ use super::checkpoint::CheckpointPart;
 use super::log::{Entry, LogSuffix};
 use super::state_machine::StateMachine;
 use super::types::{
-    ClientId, CommitNumber, MessageId, Nonce, OpNumber, ReplicaId, RequestNumber, View,
+    ClientId, CommitNumber, MessageId, NUMBER_MAX, Nonce, OpNumber, ReplicaId, RequestNumber, View,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -98,6 +98,49 @@ impl<S: StateMachine> Message<S> {
             Message::NewCheckpoint(m) => Some(m.view),
             Message::Request(_) | Message::Recovery(_) | Message::Ack(_) => None,
         }
+    }
+}
+
+impl<S: StateMachine> Message<S> {
+    /// Whether every view-, op- and commit-number the message carries is at
+    /// most [`NUMBER_MAX`]: a replica drops any other message as malformed
+    /// before it changes state, so its arithmetic on them never overflows
+    /// (spec/protocol.md, "Threat model").
+    pub fn numbers_in_range(&self) -> bool {
+        let suffix = |log: &LogSuffix<S>| [log.op.0, log.after.0];
+        let numbers: Vec<u64> = match self {
+            Message::Prepare(m) => vec![m.op.0, m.commit.0],
+            Message::PrepareOk(m) => vec![m.op.0],
+            Message::Commit(m) => vec![m.commit.0, m.op.0],
+            Message::DoViewChange(m) => {
+                let mut n = vec![m.last_normal_view.0, m.commit.0];
+                n.extend(suffix(&m.log));
+                n
+            }
+            Message::StartView(m) => {
+                let mut n = vec![m.commit.0];
+                n.extend(suffix(&m.log));
+                n
+            }
+            Message::RecoveryResponse(m) => match &m.primary {
+                Some(p) => {
+                    let mut n = vec![p.commit.0];
+                    n.extend(suffix(&p.log));
+                    n
+                }
+                None => vec![],
+            },
+            Message::GetState(m) => vec![m.op.0],
+            Message::NewState(m) => vec![m.after.0, m.op.0, m.commit.0],
+            Message::GetCheckpoint(m) => vec![m.commit.0],
+            Message::NewCheckpoint(m) => vec![m.part.commit.0],
+            Message::Request(_)
+            | Message::Reply(_)
+            | Message::StartViewChange(_)
+            | Message::Recovery(_)
+            | Message::Ack(_) => vec![],
+        };
+        self.view().is_none_or(|v| v.0 <= NUMBER_MAX) && numbers.iter().all(|n| *n <= NUMBER_MAX)
     }
 }
 

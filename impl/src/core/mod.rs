@@ -45,6 +45,6 @@ pub use replica::{Replica, Status};
 pub use state_machine::StateMachine;
 pub use state_transfer::CatchUp;
 pub use types::{
-    ClientId, CommitNumber, MessageId, Nonce, OpNumber, ReplicaId, RequestNumber, View,
+    ClientId, CommitNumber, MessageId, NUMBER_MAX, Nonce, OpNumber, ReplicaId, RequestNumber, View,
 };
 pub use view_change::{Candidate, Fill, ViewChangeCaches};

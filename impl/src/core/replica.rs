@@ -174,8 +174,8 @@ impl<S: StateMachine> Replica<S> {
             debug!(replica = ?self.id(), ?from, "ignore envelope: sender is not another replica of the cluster");
             return;
         }
-        if msg.view() == Some(View(u64::MAX)) {
-            debug!(replica = ?self.id(), ?from, "ignore envelope: view-number out of range");
+        if !msg.numbers_in_range() {
+            debug!(replica = ?self.id(), ?from, msg = msg.name(), "ignore envelope: malformed: a view-, op- or commit-number above NUMBER_MAX");
             return;
         }
         self.heard_from(from);

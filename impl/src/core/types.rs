@@ -5,6 +5,15 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+/// The largest view-, op- or commit-number a replica takes from a message
+/// (spec/protocol.md, "Threat model": number ranges). No cluster comes near
+/// it (2^62 operations at a billion a second take 146 years), and it leaves
+/// the arithmetic on these numbers (the next view, an op-number plus a
+/// batch's length) room that never overflows: a message carrying a larger
+/// number is malformed and dropped before it changes anything, so that no
+/// sender can push a replica to the end of the number line.
+pub const NUMBER_MAX: u64 = 1 << 62;
+
 macro_rules! number {
     ($(#[$doc:meta])* $name:ident($inner:ty), $prefix:literal) => {
         $(#[$doc])*
@@ -78,16 +87,19 @@ impl View {
         ReplicaId((self.0 % u64::from(replica_count.max(1))) as u8)
     }
 
-    /// The view after this one.
+    /// The view after this one. Views stay far below `u64::MAX` (messages
+    /// with views above [`NUMBER_MAX`] are dropped); the addition saturates
+    /// rather than wrap all the same, so that no path could take a replica
+    /// back to view 0, where it would refuse every message as stale.
     pub fn next(self) -> View {
-        View(self.0 + 1)
+        View(self.0.saturating_add(1))
     }
 }
 
 impl OpNumber {
-    /// The op-number after this one.
+    /// The op-number after this one; saturating, as [`View::next`].
     pub fn next(self) -> OpNumber {
-        OpNumber(self.0 + 1)
+        OpNumber(self.0.saturating_add(1))
     }
 
     /// The commit-number that commits every entry up to and including this one.
@@ -117,8 +129,25 @@ impl MessageId {
 }
 
 impl RequestNumber {
-    /// The request-number after this one.
+    /// The request-number after this one; saturating, as [`View::next`]
+    /// (a client would need 2^64 requests to get there).
     pub fn next(self) -> RequestNumber {
-        RequestNumber(self.0 + 1)
+        RequestNumber(self.0.saturating_add(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_numbers_at_the_end_of_the_range_never_wrap_to_zero() {
+        assert_eq!(View(u64::MAX - 1).next(), View(u64::MAX));
+        assert_eq!(View(u64::MAX).next(), View(u64::MAX));
+        assert_eq!(OpNumber(u64::MAX - 1).next(), OpNumber(u64::MAX));
+        assert_eq!(OpNumber(u64::MAX).next(), OpNumber(u64::MAX));
+        assert_eq!(RequestNumber(u64::MAX - 1).next(), RequestNumber(u64::MAX));
+        assert_eq!(RequestNumber(u64::MAX).next(), RequestNumber(u64::MAX));
+        assert_eq!(View(NUMBER_MAX).next(), View(NUMBER_MAX + 1));
     }
 }

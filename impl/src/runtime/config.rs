@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! cluster_id = 1
+//! key_file = "cluster.key"
 //!
 //! [[replica]]
 //! id = 0
@@ -37,6 +38,10 @@ pub struct ClusterConfig {
     /// marker: `<data_dir>/replica-<id>`. The file's `data_dir`, relative
     /// to the file; default `vr-data` beside it.
     pub data_dir: PathBuf,
+    /// The file holding the cluster key (`key_file`), which replicas and
+    /// trusted clients tag and check every datagram with; a relative path
+    /// in a file is resolved against the file's directory by [`Self::load`].
+    pub key_file: Option<PathBuf>,
 }
 
 /// The default `data_dir`.
@@ -53,6 +58,7 @@ struct File {
     checkpoint_interval: Option<u64>,
     durable: Option<bool>,
     data_dir: Option<PathBuf>,
+    key_file: Option<PathBuf>,
 }
 
 /// `[timers]`: each in milliseconds; a missing one keeps its default.
@@ -136,10 +142,15 @@ impl ClusterConfig {
             error,
         })?;
         let mut config = ClusterConfig::parse(&text)?;
-        // A relative data_dir is relative to the file, not to the working
+        // Relative paths are relative to the file, not to the working
         // directory of whoever starts the replica.
         let file_dir = path.parent().unwrap_or(Path::new(""));
         config.data_dir = file_dir.join(&config.data_dir);
+        if let Some(key_file) = &config.key_file
+            && key_file.is_relative()
+        {
+            config.key_file = Some(file_dir.join(key_file));
+        }
         Ok(config)
     }
 
@@ -183,6 +194,7 @@ impl ClusterConfig {
         if let Some(dir) = file.data_dir {
             config.data_dir = dir;
         }
+        config.key_file = file.key_file;
         Ok(config)
     }
 
@@ -222,6 +234,7 @@ impl ClusterConfig {
             checkpoint_interval: wire::CHECKPOINT_INTERVAL,
             durable: true,
             data_dir: PathBuf::from(DATA_DIR_DEFAULT),
+            key_file: None,
         })
     }
 
@@ -279,6 +292,12 @@ impl ClusterConfig {
     /// The configuration as a file.
     pub fn to_toml(&self) -> String {
         let mut text = format!("cluster_id = {}\n", self.cluster_id);
+        if let Some(key_file) = &self.key_file {
+            text.push_str(&format!(
+                "key_file = {}\n",
+                toml::Value::String(key_file.display().to_string())
+            ));
+        }
         if self.checkpoint_interval != wire::CHECKPOINT_INTERVAL {
             text.push_str(&format!(
                 "checkpoint_interval = {}\n",
@@ -517,6 +536,21 @@ address = "127.0.0.1:7002"
         assert_eq!(config.core_config(0).unwrap().checkpoint_interval(), 500);
         assert_eq!(ClusterConfig::parse(&config.to_toml()).unwrap(), config);
         assert!(ClusterConfig::parse(&format!("checkpoint_interval = 0\n{THREE}")).is_err());
+    }
+
+    #[test]
+    fn a_relative_key_file_is_resolved_against_the_configuration_files_directory() {
+        let dir = std::env::temp_dir().join(format!("vr-config-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cluster.toml");
+        std::fs::write(&path, format!("key_file = \"keys/cluster.key\"\n{THREE}")).unwrap();
+        let config = ClusterConfig::load(&path).unwrap();
+        assert_eq!(config.key_file, Some(dir.join("keys/cluster.key")));
+        assert_eq!(ClusterConfig::parse(&config.to_toml()).unwrap(), config);
+        std::fs::write(&path, format!("key_file = \"/etc/vr.key\"\n{THREE}")).unwrap();
+        let config = ClusterConfig::load(&path).unwrap();
+        assert_eq!(config.key_file, Some(PathBuf::from("/etc/vr.key")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //! deadline, turn a datagram or an expired timer into a `step` input, and
 //! carry out the effects. One thread, one loop, every role.
 
+use super::auth::Key;
+use super::clients::ClientAddresses;
 use super::config::{ClusterConfig, ConfigFileError, Settings};
+use super::keyfile::{self, KeyFileError};
 use super::refusal::{self, RateLimit};
 use super::storage::{FileDisk, Storage};
-use super::wire::{self, Counters, DATAGRAM_MAX, Packet, StatusReport};
+use super::wire::{self, Counters, DATAGRAM_MAX, Packet, Sender, StatusReport};
 use crate::app::Kv;
-use crate::core::{
-    ClientId, Durable, Effect, Input, Nonce, Replica, ReplicaId, Request, Status, Timer,
-};
+use crate::core::{Durable, Effect, Input, Nonce, Replica, ReplicaId, Request, Status, Timer};
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -34,16 +35,19 @@ pub struct Node {
     cluster: ClusterConfig,
     id: ReplicaId,
     socket: UdpSocket,
+    /// The cluster key: every datagram in or out is tagged with it.
+    key: Key,
     replica: Replica<Kv>,
     settings: Settings,
     deadlines: BTreeMap<Timer, Instant>,
     /// Where each client's latest request came from: its reply goes there.
-    clients: BTreeMap<ClientId, SocketAddr>,
+    clients: ClientAddresses,
     counters: Counters,
     /// Client requests read in this pass over the socket, stepped together
     /// so that the primary prepares them in one Prepare (paper 6.2).
     batch: Vec<Request<Kv>>,
-    /// Bounds the "wrong cluster" answers to misconfigured clients.
+    /// Bounds the refusals (wrong cluster id, wrong key) sent to
+    /// misconfigured clients.
     refusals: RateLimit,
     /// Durable mode: the data directory's storage.
     storage: Option<Storage<Kv, FileDisk>>,
@@ -69,6 +73,7 @@ pub enum StartError {
     },
     Random(String),
     Storage(io::Error),
+    Key(KeyFileError),
 }
 
 impl std::fmt::Display for StartError {
@@ -78,6 +83,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind { address, error } => write!(f, "cannot bind {address}: {error}"),
             StartError::Random(e) => write!(f, "no randomness for the recovery nonce: {e}"),
             StartError::Storage(e) => write!(f, "cannot write the data directory: {e}"),
+            StartError::Key(e) => e.fmt(f),
         }
     }
 }
@@ -96,6 +102,7 @@ impl Node {
     ) -> Result<Node, StartError> {
         let config = cluster.core_config(id).map_err(StartError::Config)?;
         let address = cluster.address(ReplicaId(id)).expect("id validated");
+        let key = keyfile::for_cluster(&cluster).map_err(StartError::Key)?;
         let socket =
             UdpSocket::bind(address).map_err(|error| StartError::Bind { address, error })?;
         let mut effects = Vec::new();
@@ -131,10 +138,11 @@ impl Node {
             cluster,
             id: ReplicaId(id),
             socket,
+            key,
             replica,
             settings,
             deadlines: BTreeMap::new(),
-            clients: BTreeMap::new(),
+            clients: ClientAddresses::default(),
             counters: Counters::default(),
             batch: Vec::new(),
             refusals: RateLimit::default(),
@@ -243,19 +251,24 @@ impl Node {
     }
 
     fn on_datagram(&mut self, bytes: &[u8], source: SocketAddr) {
-        let packet = match wire::decode(self.cluster.cluster_id, bytes) {
-            Ok(packet) => packet,
+        let (sender, packet) = match wire::decode(&self.key, self.cluster.cluster_id, bytes) {
+            Ok(decoded) => decoded,
             Err(error) => {
                 debug!(replica = self.id.0, %source, %error, "datagram dropped");
                 self.counters.count(&error);
-                self.answer_wrong_cluster(bytes, source, &error);
+                self.refuse(bytes, source, &error);
                 return;
             }
         };
         match packet {
             Packet::Replica(envelope) => {
-                if self.cluster.address(envelope.from) != Some(source) {
-                    debug!(replica = self.id.0, %source, from = ?envelope.from, "forged sender: dropped");
+                // The key is the cluster's, so the tag alone does not say
+                // which replica sent: the authenticated header's sender must
+                // be the envelope's, and the source its configured address.
+                if sender != Sender::Replica(envelope.from)
+                    || self.cluster.address(envelope.from) != Some(source)
+                {
+                    debug!(replica = self.id.0, %source, ?sender, from = ?envelope.from, "forged sender: dropped");
                     self.counters.forged += 1;
                     return;
                 }
@@ -265,6 +278,10 @@ impl Node {
                 debug!(replica = self.id.0, %source, len = bytes.len(), "request too large to prepare: dropped");
                 self.counters.oversized += 1;
             }
+            Packet::Request(_) if sender != Sender::Client => {
+                debug!(replica = self.id.0, %source, ?sender, "request from a replica's identity: dropped");
+                self.counters.forged += 1;
+            }
             Packet::Request(request) => {
                 self.clients.insert(request.client, source);
                 self.batch.push(request);
@@ -273,16 +290,14 @@ impl Node {
                 let report = self.status();
                 self.send_packet(source, &Packet::Status(report));
             }
-            Packet::Reply(_) | Packet::Status(_) | Packet::WrongCluster => {
-                self.counters.unexpected += 1
-            }
+            Packet::Reply(_) | Packet::Status(_) => self.counters.unexpected += 1,
         }
     }
 
-    /// Tells a client of another cluster id so, within the bounds
-    /// [`refusal`] sets.
-    fn answer_wrong_cluster(&mut self, bytes: &[u8], source: SocketAddr, error: &wire::WireError) {
-        if let Some(answer) = refusal::answer(bytes, error)
+    /// Tells a client of another cluster id, or with another key, so,
+    /// within the bounds [`refusal`] sets.
+    fn refuse(&mut self, bytes: &[u8], source: SocketAddr, error: &wire::WireError) {
+        if let Some(answer) = refusal::answer(bytes, error, self.cluster.cluster_id, self.id)
             && self.refusals.allow(Instant::now())
             && let Err(error) = self.socket.send_to(&answer, source)
         {
@@ -354,7 +369,7 @@ impl Node {
             }
             Effect::Persist(_) => {}
             Effect::Reply(reply) => {
-                if let Some(address) = self.clients.get(&reply.client).copied() {
+                if let Some(address) = self.clients.get(reply.client) {
                     self.send_packet(address, &Packet::Reply(reply));
                 }
             }
@@ -362,7 +377,12 @@ impl Node {
     }
 
     fn send_packet(&mut self, address: SocketAddr, packet: &Packet) {
-        match wire::encode(self.cluster.cluster_id, packet) {
+        match wire::encode(
+            &self.key,
+            Sender::Replica(self.id),
+            self.cluster.cluster_id,
+            packet,
+        ) {
             Ok(bytes) => {
                 if let Err(error) = self.socket.send_to(&bytes, address) {
                     debug!(replica = self.id.0, %address, %error, "send failed");

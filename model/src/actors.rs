@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 use vr::core::{
-    ClientId, Config, Effect, Envelope, Input, Message, Nonce, Replica, ReplicaId, Reply, Request,
-    RequestNumber, Status, Timer, View,
+    ClientId, Config, Durable, Effect, Envelope, Input, Message, Nonce, Replica, ReplicaId, Reply,
+    Request, RequestNumber, Status, Timer, View,
 };
 
 /// A message between actors: replica to replica in the core's envelope, or
@@ -108,6 +108,11 @@ pub struct ReplicaState {
     /// Durable mode: the replica's count of starts (0 otherwise), kept
     /// with its durable state.
     pub starts: u64,
+    /// Durable mode: what its storage holds, built as a real storage builds
+    /// it, by applying each `Effect::Persist` the core emitted
+    /// (`Durable::apply`), so that a restart tests the Persist stream, not a
+    /// snapshot of the record.
+    pub stored: Option<Durable<Register>>,
 }
 
 /// What survives a replica's crash: its count of starts (the nonce of its
@@ -226,21 +231,21 @@ impl VrActor {
         let mut effects = Vec::new();
         next.step(input, &mut effects);
         let witness = witness.merge(current.witness, &current.replica, &next, message);
-        if durable
-            && next.status() != Status::Recovering
-            && effects.iter().any(|e| matches!(e, Effect::Persist(_)))
-        {
+        let mut stored = current.stored.clone();
+        if durable && effects.iter().any(|e| matches!(e, Effect::Persist(_))) {
             // Durable at the step's end, before anything it sent arrives.
+            let kept = apply_persists(stored.get_or_insert_with(Durable::default), &effects);
             o.save(Kept {
                 starts: current.starts,
-                durable: Some(next.durable()),
+                durable: Some(kept),
             });
         }
-        if next != current.replica || witness != current.witness {
+        if next != current.replica || witness != current.witness || stored != current.stored {
             *state = Cow::Owned(ActorState::Replica(ReplicaState {
                 replica: next,
                 witness,
                 starts: current.starts,
+                stored,
             }));
         }
         Self::on_replica_effects(effects, replica_count, down, o);
@@ -249,6 +254,20 @@ impl VrActor {
     fn send_request(request: &Request<Register>, to: Id, o: &mut Out<Self>) {
         o.send(to, Msg::Request(request.clone()));
     }
+}
+
+/// Applies a step's `Persist` effects, in order, to what storage holds, and
+/// returns the result.
+fn apply_persists(
+    stored: &mut Durable<Register>,
+    effects: &[Effect<Register>],
+) -> Durable<Register> {
+    for effect in effects {
+        if let Effect::Persist(persist) = effect {
+            stored.apply(persist);
+        }
+    }
+    stored.clone()
 }
 
 /// What delivering `input` to `replica` will witness, judged before the step.
@@ -341,15 +360,26 @@ impl Actor for VrActor {
                     (Some(kept), _) => Replica::restart(*config, Nonce(kept.starts), &mut effects),
                 };
                 let starts = storage.as_ref().map_or(0, |k| k.starts) + 1;
+                // A first start's storage is empty; a restart's holds what
+                // the replica persisted before it crashed.
+                let stored = durable.then(|| {
+                    let mut stored = storage
+                        .as_ref()
+                        .and_then(|k| k.durable.clone())
+                        .unwrap_or_default();
+                    apply_persists(&mut stored, &effects);
+                    stored
+                });
                 o.save(Kept {
                     starts,
-                    durable: durable.then(|| replica.durable()),
+                    durable: stored.clone(),
                 });
                 Self::on_replica_effects(effects, config.replica_count(), *down, o);
                 ActorState::Replica(ReplicaState {
                     replica,
                     witness: Witness::default(),
                     starts: if *durable { starts } else { 0 },
+                    stored,
                 })
             }
             VrActor::Client {

@@ -2,7 +2,8 @@
 //! properties it checks.
 
 use crate::actors::{ActorState, Msg, ReplicaState, VrActor, client_id};
-use crate::prelude::Prelude;
+use crate::driver::Driver;
+use crate::prelude::{Prelude, open_sessions};
 use crate::properties;
 use crate::register::Register;
 use stateright::actor::{ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network};
@@ -219,7 +220,16 @@ impl ModelConfig {
                     .expect("id within the cluster")
             })
             .collect();
-        let mut prelude = self.prelude.map(|p| p.build(&configs));
+        // The start: empty replicas, unless there are clients (their
+        // sessions open first) or a prelude.
+        let mut prelude = (self.clients > 0 || self.prelude.is_some()).then(|| {
+            let mut d = Driver::new(&configs);
+            open_sessions(&mut d, self.clients, self.prelude.is_some());
+            if let Some(p) = self.prelude {
+                p.build(&mut d, &configs, self.clients);
+            }
+            d
+        });
         let replicas: Vec<VrActor> = configs
             .iter()
             .map(|&config| {
@@ -305,9 +315,12 @@ fn record_out(cfg: &ModelConfig, history: &History, envelope: Envelope<&Msg>) ->
             let recorded = next.recorded_mut();
             // An invalid history (two operations in flight for one client)
             // makes the tester report the history as not linearizable.
+            let vr::core::Command::Apply(operation) = request.operation else {
+                return None;
+            };
             let _ = recorded
                 .linearizability
-                .on_invoke(client, request.operation.to_spec());
+                .on_invoke(client, operation.to_spec());
             recorded.invoked.insert(client, request.request);
             Some(next)
         }
@@ -335,11 +348,15 @@ fn record_in(cfg: &ModelConfig, history: &History, envelope: Envelope<&Msg>) -> 
     {
         return None;
     }
+    // A model client's session is never pruned (the table is larger than
+    // the clients but for the pruning scenario, whose client gets no
+    // output): SessionExpired is not a return of the operation.
+    let vr::core::Outcome::Output(output) = reply.output else {
+        return None;
+    };
     let mut next = history.clone();
     let recorded = next.recorded_mut();
-    let _ = recorded
-        .linearizability
-        .on_return(client, reply.output.to_spec());
+    let _ = recorded.linearizability.on_return(client, output.to_spec());
     recorded.returned.insert(client, reply.request);
     Some(next)
 }

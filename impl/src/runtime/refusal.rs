@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn a_client_request_of_another_cluster_gets_a_small_answer_it_can_read() {
         let request = Packet::Request(Request {
-            operation: KvOperation::Get { key: "k".into() },
+            operation: crate::core::Command::Apply(KvOperation::Get { key: "k".into() }),
             client: ClientId(1),
             request: RequestNumber(1),
         });

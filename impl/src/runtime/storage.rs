@@ -499,10 +499,10 @@ mod tests {
 
     fn entry(i: u64) -> Entry<Kv> {
         Entry {
-            operation: KvOperation::Put {
+            operation: crate::core::Command::Apply(KvOperation::Put {
                 key: format!("k{i}"),
                 value: "v".into(),
-            },
+            }),
             client: ClientId(1),
             request: RequestNumber(i),
         }

@@ -253,11 +253,11 @@ mod tests {
         crate::core::Log::from_entries(
             (0..count)
                 .map(|i| crate::core::Entry {
-                    operation: KvOperation::Put {
+                    operation: crate::core::Command::Apply(KvOperation::Put {
                         key: format!("key-{i:012}"),
                         value: "v".repeat(value_size),
-                    },
-                    client: ClientId(u64::MAX),
+                    }),
+                    client: ClientId(u128::MAX),
                     request: RequestNumber(u64::MAX - i),
                 })
                 .collect(),

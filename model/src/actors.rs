@@ -57,12 +57,14 @@ pub enum VrActor {
         durable: bool,
     },
     /// A replica that is down from the start and never runs.
-    Down {
-        config: Config,
-    },
+    Down { config: Config },
     Client {
         replica_count: u8,
         requests: u8,
+        /// A newcomer: instead of requests, one Register under the
+        /// provisional id [`newcomer_id`] (it opens a session, which may
+        /// prune a model client's).
+        newcomer: bool,
     },
 }
 
@@ -180,10 +182,22 @@ pub fn client_id(id: Id, replica_count: u8) -> ClientId {
     session_of(usize::from(id) as u64 - u64::from(replica_count))
 }
 
-/// The actor of client `client`, if it is a model client's session (the
-/// prelude's client is not an actor).
+/// The secrets of newcomers' provisional ids start here: the actor's id
+/// plus this.
+const NEWCOMER_SECRET_BASE: u64 = 1000;
+
+/// The provisional id a newcomer (actor `id`) registers under.
+pub fn newcomer_id(id: Id) -> ClientId {
+    ClientId::provisional(NEWCOMER_SECRET_BASE + usize::from(id) as u64)
+}
+
+/// The actor of client `client`, if it is a model client's session or a
+/// newcomer's provisional id (the prelude's client is not an actor).
 pub fn client_actor(client: ClientId, replica_count: u8) -> Option<Id> {
     let k = client.secret();
+    if client.register_op().is_none() && k >= NEWCOMER_SECRET_BASE {
+        return Some(Id::from((k - NEWCOMER_SECRET_BASE) as usize));
+    }
     (client == session_of(k)).then(|| Id::from(k as usize + usize::from(replica_count)))
 }
 
@@ -366,6 +380,7 @@ impl Actor for VrActor {
             VrActor::Client {
                 replica_count,
                 requests,
+                newcomer,
             } => {
                 let client = client_id(id, *replica_count);
                 let mut state = ClientState {
@@ -374,10 +389,18 @@ impl Actor for VrActor {
                     view: View(0),
                 };
                 if *requests > 0 {
-                    let request = Request {
-                        operation: Command::Apply(client_operation(client, RequestNumber(1))),
-                        client,
-                        request: RequestNumber(1),
+                    let request = if *newcomer {
+                        Request {
+                            operation: Command::Register,
+                            client: newcomer_id(id),
+                            request: RequestNumber(1),
+                        }
+                    } else {
+                        Request {
+                            operation: Command::Apply(client_operation(client, RequestNumber(1))),
+                            client,
+                            request: RequestNumber(1),
+                        }
                     };
                     Self::send_request(&request, Id::from(0), o);
                     o.set_timer(ModelTimer::ClientRetry, model_timeout());
@@ -431,6 +454,7 @@ impl Actor for VrActor {
                 VrActor::Client {
                     replica_count,
                     requests,
+                    ..
                 },
                 Msg::Reply(reply),
             ) => {

@@ -58,6 +58,13 @@ pub struct ModelConfig {
     /// Durable mode: a crashed replica restarts from its durable state, so
     /// any number may be down at once (spec/protocol.md, "Durability").
     pub durable: bool,
+    /// Clients without a session that each send one Register, after the
+    /// `clients` (whose sessions are open from the start).
+    pub newcomers: u8,
+    /// The bound on client-table rows (spec/protocol.md, "Client
+    /// sessions"): below `clients` + `newcomers`, a newcomer's Register
+    /// prunes a client's session.
+    pub client_table_max: u64,
 }
 
 impl Default for ModelConfig {
@@ -79,6 +86,8 @@ impl Default for ModelConfig {
             crash_only: None,
             prelude: None,
             durable: false,
+            newcomers: 0,
+            client_table_max: vr::core::CLIENT_TABLE_MAX_DEFAULT,
         }
     }
 }
@@ -101,6 +110,8 @@ pub struct Recorded {
     returned: BTreeMap<ClientId, RequestNumber>,
     /// The views a StartView was sent for: views that started.
     pub started_views: BTreeSet<View>,
+    /// A client's request was answered SessionExpired (its session pruned).
+    pub expired: bool,
 }
 
 impl Default for Recorded {
@@ -110,6 +121,7 @@ impl Default for Recorded {
             invoked: BTreeMap::new(),
             returned: BTreeMap::new(),
             started_views: BTreeSet::new(),
+            expired: false,
         }
     }
 }
@@ -179,6 +191,13 @@ impl ModelConfig {
                 ));
             }
         }
+        let sessions = u64::from(self.clients) + u64::from(self.prelude.is_some());
+        if self.client_table_max < sessions.max(1) {
+            return Err(format!(
+                "--client-table-max {} is less than the {sessions} sessions the start opens",
+                self.client_table_max
+            ));
+        }
         if let Some(only) = self.crash_only {
             if only >= self.replicas || only < self.down {
                 return Err(format!("--crash-only {only} names no running replica"));
@@ -199,7 +218,8 @@ impl ModelConfig {
             self.state_transfer_entries_max,
         )?
         .with_message_weight_max(self.message_weight_max)?
-        .with_checkpoint_interval(self.checkpoint_interval)
+        .with_checkpoint_interval(self.checkpoint_interval)?
+        .with_client_table_max(self.client_table_max)
     }
 
     /// The model, with the replicas configured by [`replica_config`].
@@ -266,7 +286,13 @@ impl ModelConfig {
             .map(|_| VrActor::Client {
                 replica_count,
                 requests,
+                newcomer: false,
             })
+            .chain((0..self.newcomers).map(|_| VrActor::Client {
+                replica_count,
+                requests: 1,
+                newcomer: true,
+            }))
             .collect();
         let network = if self.duplicating {
             Network::new_unordered_duplicating(in_flight)
@@ -348,11 +374,16 @@ fn record_in(cfg: &ModelConfig, history: &History, envelope: Envelope<&Msg>) -> 
     {
         return None;
     }
-    // A model client's session is never pruned (the table is larger than
-    // the clients but for the pruning scenario, whose client gets no
-    // output): SessionExpired is not a return of the operation.
-    let vr::core::Outcome::Output(output) = reply.output else {
-        return None;
+    // SessionExpired is not a return: the operation stays pending (it may
+    // have taken effect, or not), which linearizability allows.
+    let output = match reply.output {
+        vr::core::Outcome::Output(output) => output,
+        vr::core::Outcome::SessionExpired if !history.expired => {
+            let mut next = history.clone();
+            next.recorded_mut().expired = true;
+            return Some(next);
+        }
+        _ => return None,
     };
     let mut next = history.clone();
     let recorded = next.recorded_mut();

@@ -192,10 +192,10 @@ mod tests {
 
     fn request() -> Packet {
         Packet::Request(Request {
-            operation: KvOperation::Put {
+            operation: crate::core::Command::Apply(KvOperation::Put {
                 key: "k".into(),
                 value: "v".into(),
-            },
+            }),
             client: ClientId(9),
             request: RequestNumber(1),
         })

@@ -111,7 +111,7 @@ impl<S: StateMachine> ClientTable<S> {
         };
         if let Command::Register = command {
             if client.register_op().is_some() {
-                return Admission::Drop("a Register comes from a provisional id");
+                return Admission::Drop("a Register must come from a provisional id");
             }
             if in_progress() {
                 return Admission::Drop("already in the log, awaiting commit");

@@ -530,6 +530,19 @@ address = "127.0.0.1:7002"
     }
 
     #[test]
+    fn a_client_table_max_is_read_and_round_trips_and_zero_is_refused() {
+        let config = ClusterConfig::parse(&format!("client_table_max = 64\n{THREE}")).unwrap();
+        assert_eq!(config.client_table_max, 64);
+        assert_eq!(config.core_config(0).unwrap().client_table_max(), 64);
+        assert_eq!(ClusterConfig::parse(&config.to_toml()).unwrap(), config);
+        assert_eq!(
+            ClusterConfig::parse(THREE).unwrap().client_table_max,
+            CLIENT_TABLE_MAX_DEFAULT
+        );
+        assert!(ClusterConfig::parse(&format!("client_table_max = 0\n{THREE}")).is_err());
+    }
+
+    #[test]
     fn a_checkpoint_interval_is_read_and_round_trips() {
         let config = ClusterConfig::parse(&format!("checkpoint_interval = 500\n{THREE}")).unwrap();
         assert_eq!(config.checkpoint_interval, 500);

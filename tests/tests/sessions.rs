@@ -220,24 +220,87 @@ fn a_new_primary_whose_commit_number_lags_a_granted_session_makes_its_client_wai
         cluster.outcomes_to(ClientId::provisional(42), 1),
         vec![&Outcome::Registered(granted)]
     );
-    assert!(cluster.replica(1).client_table().get(granted).is_none());
     cluster.crash(0);
     cluster.fire(1, vr::core::Timer::PrimaryTimeout);
-    cluster.deliver_all();
+    // The view forms; replica 2's PrepareOks for the Register are lost.
+    cluster.deliver_while(|m| m.envelope.msg.name() != "PrepareOk");
     let primary = cluster.replica(1);
-    assert_eq!(primary.view(), vr::core::View(1));
-    // The new primary has started the view and executed the Register, or
-    // holds it uncommitted: either way the client is not refused.
-    cluster.step(
-        ReplicaId(1),
-        Input::Request(apply(granted, 1, put("k", "v"))),
+    assert_eq!(
+        (primary.status(), primary.view(), primary.op_number()),
+        (vr::core::Status::Normal, vr::core::View(1), op(1))
     );
+    assert_eq!(primary.commit_number(), vr_tests::harness::commit(0));
+    // The session's Register is in the new primary's log, uncommitted: the
+    // client's request is dropped (it retries), not refused.
+    let request = apply(granted, 1, put("k", "v"));
+    cluster.step(ReplicaId(1), Input::Request(request.clone()));
+    assert!(cluster.outcomes_to(granted, 1).is_empty());
+    // Once the Register commits, the retry is served.
+    cluster.fire_resends(2, 1);
+    assert_eq!(
+        cluster.replica(1).commit_number(),
+        vr_tests::harness::commit(1)
+    );
+    cluster.step(ReplicaId(1), Input::Request(request));
+    cluster.deliver_all();
+    assert_eq!(
+        cluster.outcomes_to(granted, 1),
+        vec![&Outcome::Output(KvOutput::Stored)]
+    );
+}
+
+#[test]
+fn a_replica_that_fetched_a_checkpoint_prunes_the_same_sessions_as_the_others() {
+    // Rows and their ages travel in checkpoints: the replica that lagged
+    // behind the compacted log installs them, then prunes as the others do.
+    let config = Config::new(3, ReplicaId(0))
+        .unwrap()
+        .with_message_weight_max(1)
+        .unwrap()
+        .with_checkpoint_interval(2)
+        .unwrap()
+        .with_client_table_max(SESSIONS)
+        .unwrap();
+    let mut cluster = Cluster::with_config(config);
+    cluster.isolate(2);
+    for k in (1..=SESSIONS).rev() {
+        cluster.commit(0, k, 1, put(&format!("k{k}"), "v"));
+    }
+    cluster.heal();
+    cluster.fire(0, vr::core::Timer::Heartbeat);
     cluster.deliver_all();
     assert!(
-        !cluster
-            .outcomes_to(granted, 1)
-            .contains(&&Outcome::SessionExpired),
-        "{:?}",
-        cluster.outcomes_to(granted, 1)
+        cluster
+            .delivered
+            .iter()
+            .any(|m| m.to == ReplicaId(2) && m.envelope.msg.name() == "NewCheckpoint"),
+        "replica 2 fetched a checkpoint"
     );
+    // Client 8 executed first, so it is the idlest: the Register prunes it.
+    cluster.step(ReplicaId(0), Input::Request(register(77)));
+    cluster.deliver_all();
+    assert_tables_agree(&mut cluster);
+    assert!(cluster.replica(2).client_table().get(session(8)).is_none());
+    assert!(cluster.replica(2).client_table().get(session(1)).is_some());
+}
+
+#[test]
+fn a_replica_restarted_from_disk_keeps_its_sessions_and_their_ages() {
+    let config = Config::new(3, ReplicaId(0))
+        .unwrap()
+        .with_client_table_max(SESSIONS)
+        .unwrap();
+    let mut cluster = Cluster::durable(config, false);
+    for k in (1..=SESSIONS).rev() {
+        cluster.commit(0, k, 1, put(&format!("k{k}"), "v"));
+    }
+    cluster.fire(0, vr::core::Timer::Heartbeat);
+    cluster.deliver_and_sync();
+    cluster.crash(1);
+    cluster.restart(1, 5);
+    cluster.deliver_and_sync();
+    cluster.step(ReplicaId(0), Input::Request(register(77)));
+    cluster.deliver_and_sync();
+    assert_tables_agree(&mut cluster);
+    assert!(cluster.replica(1).client_table().get(session(8)).is_none());
 }

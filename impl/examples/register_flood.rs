@@ -32,7 +32,8 @@ fn main() -> Result<(), String> {
             client: ClientId::provisional(i + 1),
             request: RequestNumber(1),
         };
-        let bytes = wire::encode(cluster_id, &Packet::Request(request)).map_err(|e| e.to_string())?;
+        let bytes =
+            wire::encode(cluster_id, &Packet::Request(request)).map_err(|e| e.to_string())?;
         let _ = socket.send_to(&bytes, &address);
         // Pacing: sleep until this send's time.
         let due = started + Duration::from_secs_f64((i + 1) as f64 / rate as f64);

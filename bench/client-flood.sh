@@ -2,7 +2,9 @@
 # Resident memory of a 3-replica cluster before and after a flood of requests
 # from distinct client ids (issue 11): first COUNT requests without the
 # cluster key (an attacker's), then COUNT with it (trusted clients'). Each
-# request is a read under a new client id, sent to every replica.
+# request is a Register (a session request) under a new provisional client
+# id, sent to every replica: with the key, each executed one adds a row to
+# the client table, which client_table_max (default 10,000) bounds.
 #
 #   bench/client-flood.sh            # COUNT=1000000, RATE=40000 per second
 #   COUNT=200000 bench/client-flood.sh

@@ -49,8 +49,9 @@ if [ -n "${IN_PLACE:-}" ]; then args+=(--in-place); else args+=(--jobs 1); fi
 
 # cargo-mutants 27 runs its baseline on the mutated package's tests only, not
 # on --test-package's: run the baseline here, and give each mutant five times
-# its duration (at least 5 minutes) before counting it as timed out.
+# its test time (at least 5 minutes) before counting it as timed out.
 test_args=(--test checker --test simulation -- --skip pinned_number --skip is_caught --skip catches --skip timeout)
+cargo test --profile mutants -p vr-model -p vr-tests --no-run --test checker --test simulation
 start=$(date +%s)
 cargo test --profile mutants -p vr-model -p vr-tests "${test_args[@]}" || {
     echo "mutants: the tests fail on the unmutated tree" >&2

@@ -1,8 +1,10 @@
 //! A flood of requests from distinct client ids, for `bench/client-flood.sh`:
 //! `flood CONFIG COUNT [--without-key] [--rate OPS_PER_SECOND]`.
 //!
-//! Sends COUNT requests, each a read of one key under a new client id with
-//! request-number 1, to every replica (as a retrying client would), paced at
+//! Sends COUNT requests, each a Register under a new provisional client id
+//! (the request that adds a row to the client table when it executes; see
+//! spec/protocol.md, "Client sessions"), to every replica (as a retrying
+//! client would), paced at
 //! the rate (default 40,000 a second). With `--without-key` the requests are
 //! tagged with a random key instead of the cluster's, as an attacker without
 //! the key would send them. Then waits until the primary's commit-number
@@ -10,9 +12,8 @@
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
-use vr::app::KvOperation;
 use vr::client::Client;
-use vr::core::{ClientId, Request, RequestNumber};
+use vr::core::{ClientId, Command, Request, RequestNumber};
 use vr::runtime::auth::Key;
 use vr::runtime::wire::{self, Packet, Sender};
 use vr::runtime::{ClusterConfig, keyfile};
@@ -43,8 +44,8 @@ fn main() -> Result<(), String> {
     let started = Instant::now();
     for i in 0..count {
         let request = Packet::Request(Request {
-            operation: KvOperation::Get { key: "k".into() },
-            client: ClientId(base + i),
+            operation: Command::Register,
+            client: ClientId::provisional(base.wrapping_add(i)),
             request: RequestNumber(1),
         });
         let bytes = wire::encode(&key, Sender::Client, cluster.cluster_id, &request)

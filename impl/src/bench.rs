@@ -274,7 +274,7 @@ fn load(
         let draw = (random() % 1_000_000) as f64 / 1_000_000.0;
         sequence += 1;
         let value = || {
-            let mut value = format!("{:016x}-{sequence}-", client.id().0);
+            let mut value = format!("{:016x}-{sequence}-", client.label());
             value.extend(std::iter::repeat_n(
                 'x',
                 value_size.saturating_sub(value.len()),
@@ -323,7 +323,7 @@ fn load(
                 (Status::Unknown, None)
             }
         };
-        let id = client.id().0;
+        let id = client.label();
         if retire {
             retire = false;
             if let Ok(fresh) = Client::new(cluster.clone()) {

@@ -1,6 +1,8 @@
 //! The client library: sends each operation to the primary it knows, retries
-//! to every replica on a timeout, and learns the view from replies. Each
-//! request carries the client's id and the next request-number, so the
+//! to every replica on a timeout, and learns the view from replies. Before
+//! its first operation a client opens a session (spec/protocol.md, "Client
+//! sessions"): a Register request, answered with the client id the cluster
+//! granted. Each request carries that id and the next request-number, so the
 //! replicas' client table executes it at most once however often it is sent.
 //! A client holds the cluster key and tags its requests with it: replicas
 //! drop requests that are not tagged, and the client drops replies that are
@@ -9,7 +11,7 @@
 
 use crate::app::{KvOperation, KvOutput};
 use crate::core::ReplicaId;
-use crate::core::{ClientId, Request, RequestNumber, View};
+use crate::core::{ClientId, Command, Outcome, Request, RequestNumber, View};
 use crate::runtime::auth::Key;
 use crate::runtime::refusal::{self, Refusal};
 use crate::runtime::wire::{self, DATAGRAM_MAX, Packet, Sender, StatusReport, WireError};
@@ -45,6 +47,11 @@ pub enum ClientError {
         key_file: Option<PathBuf>,
         addresses: Vec<SocketAddr>,
     },
+    /// The cluster answered that this client's session is unknown or was
+    /// pruned (spec/protocol.md, "Client sessions"). The operation may have
+    /// taken effect once before (an earlier copy), and never will later; the
+    /// client's next operation opens a new session.
+    SessionExpired,
     /// The socket failed.
     Io(io::Error),
 }
@@ -87,6 +94,10 @@ impl fmt::Display for ClientError {
                     addresses.join(", ")
                 )
             }
+            ClientError::SessionExpired => write!(
+                f,
+                "the cluster no longer knows this client's session (pruned after it was idle): the operation may or may not have taken effect, and will not take effect later"
+            ),
             ClientError::Io(e) => write!(f, "socket error: {e}"),
         }
     }
@@ -109,7 +120,11 @@ pub struct Client {
     cluster: ClusterConfig,
     socket: UdpSocket,
     key: Key,
-    id: ClientId,
+    /// The session the cluster granted, once registered.
+    session: Option<ClientId>,
+    /// A random number naming this client in histories and written values;
+    /// not its session's secret, which only requests carry.
+    label: u64,
     next: RequestNumber,
     view: View,
     /// How long to wait for the primary before asking every replica.
@@ -119,23 +134,16 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client with a random id.
-    pub fn new(cluster: ClusterConfig) -> Result<Client, ClientError> {
-        let id = getrandom::u64()
-            .map_err(|e| ClientError::Rejected(format!("no randomness for a client id: {e}")))?;
-        Client::with_id(cluster, ClientId(id))
-    }
-
-    /// A client with the given id (ids must be unique among clients), with
+    /// A client without a session yet (its first operation opens one), with
     /// the key of the file the configuration names.
-    pub fn with_id(cluster: ClusterConfig, id: ClientId) -> Result<Client, ClientError> {
+    pub fn new(cluster: ClusterConfig) -> Result<Client, ClientError> {
         let key =
             keyfile::for_cluster(&cluster).map_err(|e| ClientError::Rejected(e.to_string()))?;
-        Client::with_key(cluster, key, id)
+        Client::with_key(cluster, key)
     }
 
-    /// A client with the given key and id.
-    pub fn with_key(cluster: ClusterConfig, key: Key, id: ClientId) -> Result<Client, ClientError> {
+    /// A client without a session yet, with the given key.
+    pub fn with_key(cluster: ClusterConfig, key: Key) -> Result<Client, ClientError> {
         let unspecified: SocketAddr = if cluster.addresses[0].is_ipv4() {
             "0.0.0.0:0".parse().unwrap()
         } else {
@@ -146,7 +154,8 @@ impl Client {
             cluster,
             socket,
             key,
-            id,
+            session: None,
+            label: random()?,
             next: RequestNumber(1),
             view: View(0),
             retry: Duration::from_millis(250),
@@ -154,9 +163,38 @@ impl Client {
         })
     }
 
-    /// This client's id.
-    pub fn id(&self) -> ClientId {
-        self.id
+    /// The session's client id, once registered.
+    pub fn id(&self) -> Option<ClientId> {
+        self.session
+    }
+
+    /// A random number naming this client (not secret).
+    pub fn label(&self) -> u64 {
+        self.label
+    }
+
+    /// Opens a session if the client has none: one round trip, a Register
+    /// request under a provisional id made of a fresh random secret.
+    pub fn register(&mut self) -> Result<ClientId, ClientError> {
+        if let Some(session) = self.session {
+            return Ok(session);
+        }
+        let provisional = ClientId::provisional(random()?);
+        let request = Request {
+            operation: Command::Register,
+            client: provisional,
+            request: RequestNumber(1),
+        };
+        match self.exchange(&request)? {
+            Outcome::Registered(session) if session.secret() == provisional.secret() => {
+                self.session = Some(session);
+                self.next = RequestNumber(1);
+                Ok(session)
+            }
+            other => Err(ClientError::Rejected(format!(
+                "the cluster answered a Register with {other:?}"
+            ))),
+        }
     }
 
     /// The latest view a reply came from.
@@ -164,15 +202,35 @@ impl Client {
         self.view
     }
 
-    /// Executes `operation` on the cluster and returns its output.
+    /// Executes `operation` on the cluster and returns its output, opening
+    /// a session first if the client has none.
     pub fn call(&mut self, operation: KvOperation) -> Result<KvOutput, ClientError> {
+        let client = self.register()?;
         let request = Request {
-            operation,
-            client: self.id,
+            operation: Command::Apply(operation),
+            client,
             request: self.next,
         };
         self.next = self.next.next();
-        let bytes = self.encode_request(&request)?;
+        match self.exchange(&request)? {
+            Outcome::Output(output) => Ok(output),
+            Outcome::SessionExpired => {
+                self.session = None;
+                Err(ClientError::SessionExpired)
+            }
+            Outcome::Registered(_) => Err(ClientError::Rejected(
+                "the cluster answered an operation with a session grant".into(),
+            )),
+        }
+    }
+
+    /// Sends `request` to the primary it knows, to every replica on each
+    /// retry, until a reply to it comes or the deadline passes.
+    fn exchange(
+        &mut self,
+        request: &Request<crate::app::Kv>,
+    ) -> Result<Outcome<crate::app::Kv>, ClientError> {
+        let bytes = self.encode_request(request)?;
         let mut refused = Refused::default();
         let started = Instant::now();
         if let Some(primary) = self.cluster.address(self.cluster.primary(self.view)) {
@@ -206,7 +264,7 @@ impl Client {
             match wire::decode(&self.key, self.cluster.cluster_id, datagram) {
                 Ok((sender, Packet::Reply(reply)))
                     if self.is_replica(sender, source)
-                        && reply.client == self.id
+                        && reply.client == request.client
                         && reply.request == request.request =>
                 {
                     self.view = self.view.max(reply.view);
@@ -366,4 +424,9 @@ impl Client {
         }
         Ok(reports)
     }
+}
+
+/// A random 64-bit number from the operating system.
+fn random() -> Result<u64, ClientError> {
+    getrandom::u64().map_err(|e| ClientError::Rejected(format!("no randomness for a session: {e}")))
 }

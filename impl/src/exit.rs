@@ -13,9 +13,10 @@ Exit status:
      differs (cas); or the history is not linearizable (check-history)
   2  usage or configuration error: a bad flag, an unreadable file or
      configuration, a request larger than a request may be
-  3  no answer: the cluster did not reply in time (the operation may or may
-     not have taken effect), its replicas belong to another cluster id, or
-     nothing succeeded (status, bench)";
+  3  no answer: the cluster did not reply in time, or pruned the client's
+     session under load (the operation may or may not have taken effect),
+     its replicas belong to another cluster id, or nothing succeeded
+     (status, bench)";
 
 /// A command's failure: its message for stderr and its exit code.
 #[derive(Debug)]
@@ -68,7 +69,8 @@ impl From<ClientError> for Failure {
             ClientError::Timeout { .. }
             | ClientError::Io(_)
             | ClientError::WrongCluster { .. }
-            | ClientError::WrongKey { .. } => Failure::unreachable(message),
+            | ClientError::WrongKey { .. }
+            | ClientError::SessionExpired => Failure::unreachable(message),
             ClientError::TooLarge { .. } | ClientError::Rejected(_) => Failure::usage(message),
         }
     }

@@ -334,8 +334,8 @@ fn a_forged_prepare_claiming_the_primary_is_dropped_and_counted_and_acknowledged
             view: View(0),
             op: OpNumber(op + 1),
             entries: vec![Entry {
-                operation: put("victim", "EVIL"),
-                client: ClientId(client.id().0),
+                operation: vr::core::Command::Apply(put("victim", "EVIL")),
+                client: client.id().expect("a session"),
                 request: RequestNumber(1_000),
             }],
             commit: CommitNumber(op + 1),
@@ -426,9 +426,10 @@ fn a_request_hijacking_another_clients_id_is_dropped_and_the_victim_is_still_ser
     assert_eq!(victim.call(put("a", "1")).unwrap(), KvOutput::Stored);
     // Any sender can send a request (no spoofing needed): the victim's id
     // with a far request-number, tagged without the cluster key.
+    let session = victim.id().expect("a session");
     let hijack = Packet::Request(Request {
-        operation: put("a", "EVIL"),
-        client: victim.id(),
+        operation: vr::core::Command::Apply(put("a", "EVIL")),
+        client: session,
         request: RequestNumber(1_000_000),
     });
     let bytes = wire::encode(&Key::generate().unwrap(), Sender::Client, 23, &hijack).unwrap();
@@ -442,6 +443,24 @@ fn a_request_hijacking_another_clients_id_is_dropped_and_the_victim_is_still_ser
     }
     assert_eq!(victim.call(put("a", "2")).unwrap(), KvOutput::Stored);
     assert_eq!(get(&mut victim, "a"), value("2"));
+    // A key holder that knows the victim's session number but not its secret
+    // names a session the cluster never granted: answered SessionExpired, not
+    // executed (spec/protocol.md, "Client sessions").
+    let mut holder = cluster.client();
+    let guessed = ClientId::granted(session.register_op().unwrap(), session.secret() ^ 1);
+    let hijack = Packet::Request(Request {
+        operation: vr::core::Command::Apply(put("a", "EVIL")),
+        client: guessed,
+        request: RequestNumber(1_000_000),
+    });
+    let bytes = wire::encode(&cluster.key(), Sender::Client, 23, &hijack).unwrap();
+    for id in 0..3 {
+        attacker.send_to(&bytes, cluster.address(id)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(get(&mut holder, "a"), value("2"));
+    assert_eq!(victim.call(put("a", "3")).unwrap(), KvOutput::Stored);
+    assert_eq!(get(&mut victim, "a"), value("3"));
 }
 
 #[test]

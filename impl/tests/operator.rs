@@ -410,10 +410,10 @@ fn a_wrong_key_is_reported_as_such_at_once_and_changes_nothing() {
     // the request, which echoes its tag and nothing else of it.
     let other = vr::runtime::keyfile::read(&wrong_key).unwrap();
     let request = Packet::Request(vr::core::Request {
-        operation: KvOperation::Put {
+        operation: vr::core::Command::Apply(KvOperation::Put {
             key: "k".into(),
             value: "evil".into(),
-        },
+        }),
         client: vr::core::ClientId(77),
         request: vr::core::RequestNumber(1),
     });

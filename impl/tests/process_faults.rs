@@ -423,7 +423,7 @@ fn read_back(cluster: &Cluster, config: &ClusterConfig, records: &[Record]) -> V
         });
         assert!(matches!(output, KvOutput::Value(_)), "{output:?}");
         reads.push(Record::new(
-            client.id().0,
+            client.label(),
             &operation,
             time,
             time + 1,

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 use vr::core::{
-    ClientId, Config, Durable, Effect, Envelope, Input, Message, Nonce, Replica, ReplicaId, Reply,
-    Request, RequestNumber, Status, Timer, View,
+    ClientId, Command, Config, Durable, Effect, Envelope, Input, Message, Nonce, Replica,
+    ReplicaId, Reply, Request, RequestNumber, Status, Timer, View,
 };
 
 /// A message between actors: replica to replica in the core's envelope, or
@@ -57,12 +57,14 @@ pub enum VrActor {
         durable: bool,
     },
     /// A replica that is down from the start and never runs.
-    Down {
-        config: Config,
-    },
+    Down { config: Config },
     Client {
         replica_count: u8,
         requests: u8,
+        /// A newcomer: instead of requests, one Register under the
+        /// provisional id [`newcomer_id`] (it opens a session, which may
+        /// prune a model client's).
+        newcomer: bool,
     },
 }
 
@@ -172,14 +174,36 @@ pub fn client_operation(client: ClientId, request: RequestNumber) -> RegisterOpe
     }
 }
 
-/// The client's id for the actor `id` in a cluster of `replica_count`.
-pub fn client_id(id: Id, replica_count: u8) -> ClientId {
-    ClientId(usize::from(id) as u64 - u64::from(replica_count))
+/// The session id of model client `k` (the actor `replica_count + k`): the
+/// model starts with every client registered (spec/protocol.md, "Client
+/// sessions"), client k with secret k by the Register at op-number k + 1
+/// ([`crate::prelude::open_sessions`]).
+pub fn session_of(k: u64) -> ClientId {
+    ClientId::granted(vr::core::OpNumber(k + 1), k)
 }
 
-/// The actor of client `client`.
-pub fn client_actor(client: ClientId, replica_count: u8) -> Id {
-    Id::from(client.0 as usize + usize::from(replica_count))
+/// The client's id for the actor `id` in a cluster of `replica_count`.
+pub fn client_id(id: Id, replica_count: u8) -> ClientId {
+    session_of(usize::from(id) as u64 - u64::from(replica_count))
+}
+
+/// The secrets of newcomers' provisional ids start here: the actor's id
+/// plus this.
+const NEWCOMER_SECRET_BASE: u64 = 1000;
+
+/// The provisional id a newcomer (actor `id`) registers under.
+pub fn newcomer_id(id: Id) -> ClientId {
+    ClientId::provisional(NEWCOMER_SECRET_BASE + usize::from(id) as u64)
+}
+
+/// The actor of client `client`, if it is a model client's session or a
+/// newcomer's provisional id (the prelude's client is not an actor).
+pub fn client_actor(client: ClientId, replica_count: u8) -> Option<Id> {
+    let k = client.secret();
+    if client.register_op().is_none() && k >= NEWCOMER_SECRET_BASE {
+        return Some(Id::from((k - NEWCOMER_SECRET_BASE) as usize));
+    }
+    (client == session_of(k)).then(|| Id::from(k as usize + usize::from(replica_count)))
 }
 
 impl VrActor {
@@ -197,14 +221,15 @@ impl VrActor {
                 }
                 Effect::SetTimer(timer) => o.set_timer(ModelTimer::Replica(timer), model_timeout()),
                 Effect::CancelTimer(timer) => o.cancel_timer(ModelTimer::Replica(timer)),
-                // The prelude's client is not an actor.
-                Effect::Reply(reply) if reply.client == crate::prelude::PRELUDE_CLIENT => {}
                 // Durable at once: a step is atomic here, and with the
                 // `durable` flag a crashed replica restarts from the durable
                 // fields it held when it crashed.
                 Effect::Persist(_) => {}
                 Effect::Reply(reply) => {
-                    o.send(client_actor(reply.client, replica_count), Msg::Reply(reply))
+                    // The prelude's client is not an actor.
+                    if let Some(client) = client_actor(reply.client, replica_count) {
+                        o.send(client, Msg::Reply(reply))
+                    }
                 }
             }
         }
@@ -385,6 +410,7 @@ impl Actor for VrActor {
             VrActor::Client {
                 replica_count,
                 requests,
+                newcomer,
             } => {
                 let client = client_id(id, *replica_count);
                 let mut state = ClientState {
@@ -393,10 +419,18 @@ impl Actor for VrActor {
                     view: View(0),
                 };
                 if *requests > 0 {
-                    let request = Request {
-                        operation: client_operation(client, RequestNumber(1)),
-                        client,
-                        request: RequestNumber(1),
+                    let request = if *newcomer {
+                        Request {
+                            operation: Command::Register,
+                            client: newcomer_id(id),
+                            request: RequestNumber(1),
+                        }
+                    } else {
+                        Request {
+                            operation: Command::Apply(client_operation(client, RequestNumber(1))),
+                            client,
+                            request: RequestNumber(1),
+                        }
                     };
                     Self::send_request(&request, Id::from(0), o);
                     o.set_timer(ModelTimer::ClientRetry, model_timeout());
@@ -450,6 +484,7 @@ impl Actor for VrActor {
                 VrActor::Client {
                     replica_count,
                     requests,
+                    ..
                 },
                 Msg::Reply(reply),
             ) => {
@@ -466,10 +501,15 @@ impl Actor for VrActor {
                 next.completed += 1;
                 next.view = next.view.max(reply.view);
                 next.awaiting = None;
+                if reply.output == vr::core::Outcome::SessionExpired {
+                    // The session is gone: the client stops (its request's
+                    // outcome stays unknown in the history).
+                    next.completed = *requests;
+                }
                 if next.completed < *requests {
                     let number = reply.request.next();
                     let request = Request {
-                        operation: client_operation(reply.client, number),
+                        operation: Command::Apply(client_operation(reply.client, number)),
                         client: reply.client,
                         request: number,
                     };

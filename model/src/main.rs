@@ -152,6 +152,13 @@ struct ModelArgs {
     /// `vr-model scenarios`), instead of empty replicas.
     #[arg(long, value_enum)]
     prelude: Option<vr_model::prelude::Prelude>,
+    /// Clients without a session, each sending one Register.
+    #[arg(long)]
+    newcomers: Option<u8>,
+    /// The bound on client-table rows (default 10,000): below clients +
+    /// newcomers, a newcomer's Register prunes a client's session.
+    #[arg(long)]
+    client_table_max: Option<u64>,
     /// Explore paths of at most this many steps.
     #[arg(long)]
     depth: Option<usize>,
@@ -178,6 +185,8 @@ impl ModelArgs {
         set(&mut cfg.requests, self.requests);
         set(&mut cfg.crashes, self.crashes);
         set(&mut cfg.attempts_max, self.attempts_max);
+        set(&mut cfg.newcomers, self.newcomers);
+        cfg.client_table_max = self.client_table_max.unwrap_or(cfg.client_table_max);
         cfg.lossy = self.lossy.unwrap_or(cfg.lossy);
         cfg.duplicating = self.duplicating.unwrap_or(cfg.duplicating);
         cfg.max_view = self.max_view.unwrap_or(cfg.max_view);

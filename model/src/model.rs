@@ -2,7 +2,8 @@
 //! properties it checks.
 
 use crate::actors::{ActorState, Msg, ReplicaState, VrActor, client_id};
-use crate::prelude::Prelude;
+use crate::driver::Driver;
+use crate::prelude::{Prelude, open_sessions};
 use crate::properties;
 use crate::register::Register;
 use stateright::actor::{ActorModel, ActorModelState, Envelope, Id, LossyNetwork, Network};
@@ -57,6 +58,13 @@ pub struct ModelConfig {
     /// Durable mode: a crashed replica restarts from its durable state, so
     /// any number may be down at once (spec/protocol.md, "Durability").
     pub durable: bool,
+    /// Clients without a session that each send one Register, after the
+    /// `clients` (whose sessions are open from the start).
+    pub newcomers: u8,
+    /// The bound on client-table rows (spec/protocol.md, "Client
+    /// sessions"): below `clients` + `newcomers`, a newcomer's Register
+    /// prunes a client's session.
+    pub client_table_max: u64,
 }
 
 impl Default for ModelConfig {
@@ -78,6 +86,8 @@ impl Default for ModelConfig {
             crash_only: None,
             prelude: None,
             durable: false,
+            newcomers: 0,
+            client_table_max: vr::core::CLIENT_TABLE_MAX_DEFAULT,
         }
     }
 }
@@ -100,6 +110,8 @@ pub struct Recorded {
     returned: BTreeMap<ClientId, RequestNumber>,
     /// The views a StartView was sent for: views that started.
     pub started_views: BTreeSet<View>,
+    /// A client's request was answered SessionExpired (its session pruned).
+    pub expired: bool,
 }
 
 impl Default for Recorded {
@@ -109,6 +121,7 @@ impl Default for Recorded {
             invoked: BTreeMap::new(),
             returned: BTreeMap::new(),
             started_views: BTreeSet::new(),
+            expired: false,
         }
     }
 }
@@ -178,6 +191,13 @@ impl ModelConfig {
                 ));
             }
         }
+        let sessions = u64::from(self.clients) + u64::from(self.prelude.is_some());
+        if self.client_table_max < sessions.max(1) {
+            return Err(format!(
+                "--client-table-max {} is less than the {sessions} sessions the start opens",
+                self.client_table_max
+            ));
+        }
         if let Some(only) = self.crash_only {
             if only >= self.replicas || only < self.down {
                 return Err(format!("--crash-only {only} names no running replica"));
@@ -198,7 +218,8 @@ impl ModelConfig {
             self.state_transfer_entries_max,
         )?
         .with_message_weight_max(self.message_weight_max)?
-        .with_checkpoint_interval(self.checkpoint_interval)
+        .with_checkpoint_interval(self.checkpoint_interval)?
+        .with_client_table_max(self.client_table_max)
     }
 
     /// The model, with the replicas configured by [`replica_config`].
@@ -219,7 +240,16 @@ impl ModelConfig {
                     .expect("id within the cluster")
             })
             .collect();
-        let mut prelude = self.prelude.map(|p| p.build(&configs));
+        // The start: empty replicas, unless there are clients (their
+        // sessions open first) or a prelude.
+        let mut prelude = (self.clients > 0 || self.prelude.is_some()).then(|| {
+            let mut d = Driver::new(&configs);
+            open_sessions(&mut d, self.clients, self.prelude.is_some());
+            if let Some(p) = self.prelude {
+                p.build(&mut d, &configs, self.clients);
+            }
+            d
+        });
         let replicas: Vec<VrActor> = configs
             .iter()
             .map(|&config| {
@@ -256,7 +286,13 @@ impl ModelConfig {
             .map(|_| VrActor::Client {
                 replica_count,
                 requests,
+                newcomer: false,
             })
+            .chain((0..self.newcomers).map(|_| VrActor::Client {
+                replica_count,
+                requests: 1,
+                newcomer: true,
+            }))
             .collect();
         let network = if self.duplicating {
             Network::new_unordered_duplicating(in_flight)
@@ -305,9 +341,12 @@ fn record_out(cfg: &ModelConfig, history: &History, envelope: Envelope<&Msg>) ->
             let recorded = next.recorded_mut();
             // An invalid history (two operations in flight for one client)
             // makes the tester report the history as not linearizable.
+            let vr::core::Command::Apply(operation) = request.operation else {
+                return None;
+            };
             let _ = recorded
                 .linearizability
-                .on_invoke(client, request.operation.to_spec());
+                .on_invoke(client, operation.to_spec());
             recorded.invoked.insert(client, request.request);
             Some(next)
         }
@@ -335,11 +374,20 @@ fn record_in(cfg: &ModelConfig, history: &History, envelope: Envelope<&Msg>) -> 
     {
         return None;
     }
+    // SessionExpired is not a return: the operation stays pending (it may
+    // have taken effect, or not), which linearizability allows.
+    let output = match reply.output {
+        vr::core::Outcome::Output(output) => output,
+        vr::core::Outcome::SessionExpired if !history.expired => {
+            let mut next = history.clone();
+            next.recorded_mut().expired = true;
+            return Some(next);
+        }
+        _ => return None,
+    };
     let mut next = history.clone();
     let recorded = next.recorded_mut();
-    let _ = recorded
-        .linearizability
-        .on_return(client, reply.output.to_spec());
+    let _ = recorded.linearizability.on_return(client, output.to_spec());
     recorded.returned.insert(client, reply.request);
     Some(next)
 }

@@ -4,18 +4,60 @@
 //! state on; the prelude itself is one fixed, fault-free (or scripted-fault)
 //! run of the same handlers, driven by [`Driver`].
 //!
-//! The prelude's requests come from [`PRELUDE_CLIENT`] and only read the
-//! register, so the model's clients' history stays linearizable from the
-//! register's initial value.
+//! Every start but an empty cluster's is built here: the model's clients
+//! begin with their sessions open ([`open_sessions`]; spec/protocol.md,
+//! "Client sessions"), so that no model path spends its depth on
+//! registering. A prelude's script runs after that, its requests from
+//! [`prelude_client`], a session of its own; they only read the register, so
+//! the model's clients' history stays linearizable from the register's
+//! initial value.
 
 use crate::driver::Driver;
 use crate::register::{Register, RegisterOperation};
 use vr::core::{
-    ClientId, CommitNumber, Config, Message, ReplicaId, Request, RequestNumber, Status, Timer, View,
+    ClientId, Command, CommitNumber, Config, Message, OpNumber, Outcome, ReplicaId, Request,
+    RequestNumber, Status, Timer, View,
 };
 
-/// The client id of the prelude's requests: beyond every model client's.
-pub const PRELUDE_CLIENT: ClientId = ClientId(100);
+/// The secret of the prelude's session: beyond every model client's.
+const PRELUDE_SECRET: u64 = 100;
+
+/// The session of the prelude's requests: registered after the model's
+/// clients' (`clients` of them).
+pub fn prelude_client(clients: u8) -> ClientId {
+    ClientId::granted(OpNumber(u64::from(clients) + 1), PRELUDE_SECRET)
+}
+
+/// Opens the sessions of the model's `clients` clients (client k's secret
+/// is k, its Register at op-number k + 1: [`crate::actors::session_of`]) and,
+/// with `prelude`, the prelude's session, through primary 0 in view 0; then
+/// a heartbeat, so that every replica has executed them and nothing is in
+/// flight.
+pub fn open_sessions(d: &mut Driver<Register>, clients: u8, prelude: bool) {
+    let secrets = (0..u64::from(clients)).chain(prelude.then_some(PRELUDE_SECRET));
+    for (index, secret) in secrets.enumerate() {
+        d.request(
+            0,
+            Request {
+                operation: Command::Register,
+                client: ClientId::provisional(secret),
+                request: RequestNumber(1),
+            },
+        );
+        d.deliver_all();
+        let granted = ClientId::granted(OpNumber(index as u64 + 1), secret);
+        assert_eq!(
+            d.replica(0)
+                .and_then(|r| r.client_table().get(granted))
+                .map(|row| &row.output),
+            Some(&Outcome::Registered(granted)),
+            "sessions: the Register of secret {secret} did not open session {granted:?}:\n{}",
+            d.describe()
+        );
+    }
+    d.fire(0, Timer::Heartbeat);
+    d.deliver_all();
+}
 
 /// A named starting state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -58,20 +100,27 @@ impl Prelude {
             .unwrap_or_default()
     }
 
-    /// Runs the prelude on replicas configured by `configs`.
+    /// Runs the prelude on `d`, whose replicas have executed `sessions`
+    /// Registers (the model's clients' and the prelude's): the script's
+    /// op-numbers follow them.
     ///
     /// Panics if a step of the script does not lead where it should: the
     /// prelude is fixed, so that is a change of the core's behaviour.
-    pub fn build(self, configs: &[Config]) -> Driver<Register> {
-        let mut d = Driver::new(configs);
+    pub fn build(self, d: &mut Driver<Register>, configs: &[Config], clients: u8) {
+        let base = u64::from(clients) + 1;
+        let client = prelude_client(clients);
+        let read = |request: u64| read(client, request);
+        let expect = |d: &Driver<Register>, id, status, view, commit: CommitNumber| {
+            expect(d, id, status, view, CommitNumber(base + commit.0))
+        };
         match self {
             Prelude::OldPrimaryCommitted => {
                 d.request(0, read(1));
                 d.request(0, read(2));
                 d.deliver_all();
-                expect(&d, 0, Status::Normal, View(0), CommitNumber(2));
-                expect(&d, 1, Status::Normal, View(0), CommitNumber(0));
-                expect(&d, 2, Status::Normal, View(0), CommitNumber(0));
+                expect(d, 0, Status::Normal, View(0), CommitNumber(2));
+                expect(d, 1, Status::Normal, View(0), CommitNumber(0));
+                expect(d, 2, Status::Normal, View(0), CommitNumber(0));
             }
             Prelude::ViewTwo => {
                 d.request(0, read(1));
@@ -87,7 +136,7 @@ impl Prelude {
                 d.fire(2, Timer::Heartbeat);
                 d.deliver_all();
                 for id in 0..3 {
-                    expect(&d, id, Status::Normal, View(2), CommitNumber(2));
+                    expect(d, id, Status::Normal, View(2), CommitNumber(2));
                 }
             }
             Prelude::RecoveredOnce => {
@@ -100,7 +149,7 @@ impl Prelude {
                 d.restart(configs[2], 1_000);
                 d.deliver_all();
                 for id in 0..3 {
-                    expect(&d, id, Status::Normal, View(0), CommitNumber(1));
+                    expect(d, id, Status::Normal, View(0), CommitNumber(1));
                 }
             }
             Prelude::FillNeeded => {
@@ -113,23 +162,22 @@ impl Prelude {
                 }
                 d.fire(0, Timer::Heartbeat);
                 d.deliver_while(apart);
-                expect(&d, 2, Status::Normal, View(0), CommitNumber(3));
-                expect(&d, 1, Status::Normal, View(0), CommitNumber(0));
+                expect(d, 2, Status::Normal, View(0), CommitNumber(3));
+                expect(d, 1, Status::Normal, View(0), CommitNumber(0));
                 d.crash(0);
                 d.fire(2, Timer::PrimaryTimeout);
                 d.deliver_until(|_, e| matches!(e.msg, Message::DoViewChange(_)));
-                expect(&d, 1, Status::ViewChange, View(1), CommitNumber(0));
-                expect(&d, 2, Status::ViewChange, View(1), CommitNumber(3));
+                expect(d, 1, Status::ViewChange, View(1), CommitNumber(0));
+                expect(d, 2, Status::ViewChange, View(1), CommitNumber(3));
             }
         }
-        d
     }
 }
 
-fn read(request: u64) -> Request<Register> {
+fn read(client: ClientId, request: u64) -> Request<Register> {
     Request {
-        operation: RegisterOperation::Read,
-        client: PRELUDE_CLIENT,
+        operation: Command::Apply(RegisterOperation::Read),
+        client,
         request: RequestNumber(request),
     }
 }

@@ -40,6 +40,10 @@ pub const FILLED: &str = "a new primary filled in its log and started the view";
 /// been primary before (views past n).
 pub const PRIMARY_AGAIN: &str = "a replica is primary a second time";
 
+/// `sometimes`: a client's session was pruned by a newcomer's Register,
+/// and its request answered SessionExpired.
+pub const SESSION_EXPIRED: &str = "a pruned client's request was answered SessionExpired";
+
 /// A property's condition.
 type Condition = fn(&VrModel, &VrState) -> bool;
 
@@ -214,6 +218,12 @@ pub fn expected_sometimes(cfg: &ModelConfig) -> Vec<&'static str> {
     if cfg.max_view >= u64::from(cfg.replicas) {
         names.push(PRIMARY_AGAIN);
     }
+    if cfg.newcomers > 0
+        && cfg.clients > 0
+        && cfg.client_table_max < u64::from(cfg.clients) + u64::from(cfg.newcomers)
+    {
+        names.push(SESSION_EXPIRED);
+    }
     names
 }
 
@@ -225,7 +235,8 @@ pub fn add_all(mut model: VrModel) -> VrModel {
     model = model.property(Expectation::Always, LINEARIZABLE, linearizable);
     model = model.property(Expectation::Always, liveness::LIVE_COMMIT, live_commit);
     model = model.property(Expectation::Always, liveness::LIVE_VIEW, live_view);
-    let sometimes: [(&'static str, Condition); 9] = [
+    let sometimes: [(&'static str, Condition); 10] = [
+        (SESSION_EXPIRED, |_, state| state.history.expired),
         (FILLED, filled),
         (PRIMARY_AGAIN, primary_again),
         (REQUEST_COMMITTED, request_committed),

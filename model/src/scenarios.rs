@@ -81,6 +81,17 @@ pub fn all() -> Vec<Scenario> {
             strategy: Strategy::Bfs,
         },
         Scenario {
+            name: "pruning",
+            about: "3 replicas, 1 client with a session and 1 newcomer registering, a client table of 1 row: the newcomer's Register prunes the client's session, whose request is refused (SessionExpired) or skipped, never executed twice",
+            config: ModelConfig {
+                newcomers: 1,
+                client_table_max: 1,
+                ..base.clone()
+            },
+            depth: Some(6),
+            strategy: Strategy::Bfs,
+        },
+        Scenario {
             name: "new-primary-commits",
             about: "3 replicas from a prelude in which primary 0 committed ops 1-2 that the backups hold uncommitted; 1 crash: a view change that leaves 0 out and a crash make 0's PrepareOk after StartView the new primary's only way to commit them (LIVE-COMMIT)",
             config: ModelConfig {

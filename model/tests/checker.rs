@@ -162,6 +162,24 @@ fn every_named_scenario_builds_and_holds_its_invariants_at_a_few_steps() {
 }
 
 #[test]
+fn a_newcomer_pruning_a_client_s_session_keeps_every_property_and_the_client_is_answered_session_expired()
+ {
+    // A client table of one row: the newcomer's Register prunes the model
+    // client's session; INV-EXECUTED-ONCE replays the pruning on every
+    // replica, and the client's refused request stays pending in the
+    // linearizability history.
+    let scenario = vr_model::scenarios::named("pruning").unwrap();
+    let report = run(scenario.config, 5);
+    assert!(report.complete);
+    assert_eq!(violated(&report), Vec::<&str>::new());
+    assert_eq!(
+        status(&report, vr_model::properties::SESSION_EXPIRED),
+        "witnessed"
+    );
+    assert!(report.passed(), "{report:#?}");
+}
+
+#[test]
 fn the_prelude_scenarios_hold_every_property_and_reach_their_deep_paths() {
     for name in [
         "new-primary-commits",

@@ -8,8 +8,8 @@
 use std::collections::{BTreeSet, VecDeque};
 use vr::app::{Kv, KvOperation, KvOutput};
 use vr::core::{
-    ClientId, Config, Effect, Envelope, Input, Message, Nonce, Replica, ReplicaId, Reply, Request,
-    RequestNumber, Timer,
+    ClientId, Command, CommitNumber, Config, Effect, Envelope, Input, Message, Nonce, OpNumber,
+    Outcome, Replica, ReplicaId, Reply, Request, RequestNumber, Timer,
 };
 use vr::runtime::storage::{CrashFault, MemoryDisk, Opened, Storage};
 
@@ -63,6 +63,28 @@ enum Slot {
     Moving,
 }
 
+/// How many client sessions every cluster starts with: clients 1 to
+/// `SESSIONS` are registered (spec/protocol.md, "Client sessions") before a
+/// test begins, client k by the Register at op-number k, so every log starts
+/// with these entries, all committed everywhere.
+pub const SESSIONS: u64 = 8;
+
+/// The session id of the harness's client `k` (1 to [`SESSIONS`]); for any
+/// other k an id the cluster never granted.
+pub fn session(k: u64) -> ClientId {
+    ClientId::granted(OpNumber(k), k)
+}
+
+/// Op-number `n` of a test's own entries: the `n`th after the sessions'.
+pub fn op(n: u64) -> OpNumber {
+    OpNumber(SESSIONS + n)
+}
+
+/// Commit-number `n` of a test's own entries.
+pub fn commit(n: u64) -> CommitNumber {
+    CommitNumber(SESSIONS + n)
+}
+
 /// A put of `key` = `value`.
 pub fn put(key: &str, value: &str) -> KvOperation {
     KvOperation::Put {
@@ -105,6 +127,7 @@ impl Cluster {
             cluster.apply(config.id(), effects);
         }
         cluster.check();
+        cluster.open_sessions();
         cluster
     }
 
@@ -150,7 +173,36 @@ impl Cluster {
         }
         cluster.sync_all();
         cluster.check();
+        cluster.open_sessions();
         cluster
+    }
+
+    /// Registers clients 1 to [`SESSIONS`] through primary 0, commits them
+    /// everywhere (a heartbeat), and forgets the traffic: a test starts from
+    /// a quiet cluster whose clients have sessions.
+    fn open_sessions(&mut self) {
+        for k in 1..=SESSIONS {
+            let register = Request {
+                operation: Command::Register,
+                client: ClientId::provisional(k),
+                request: RequestNumber(1),
+            };
+            self.step(ReplicaId(0), Input::Request(register));
+            self.deliver_and_sync();
+        }
+        self.fire(0, Timer::Heartbeat);
+        self.deliver_and_sync();
+        for k in 1..=SESSIONS {
+            assert!(
+                self.replicas
+                    .iter()
+                    .flatten()
+                    .all(|r| r.client_table().get(session(k)).is_some()),
+                "client {k}'s session is open everywhere"
+            );
+        }
+        self.replies.clear();
+        self.delivered.clear();
     }
 
     /// Durable mode: makes replica `id`'s writes durable, then carries out
@@ -330,8 +382,8 @@ impl Cluster {
     /// Client `client` sends request `request` for `operation` to replica `to`.
     pub fn request(&mut self, to: u8, client: u64, request: u64, operation: KvOperation) {
         let request = Request {
-            operation,
-            client: ClientId(client),
+            operation: Command::Apply(operation),
+            client: session(client),
             request: RequestNumber(request),
         };
         self.step(ReplicaId(to), Input::Request(request));
@@ -463,11 +515,23 @@ impl Cluster {
         self.check();
     }
 
-    /// The replies client `client` received for request `request`.
+    /// The outputs client `client` received for request `request`.
     pub fn replies_to(&self, client: u64, request: u64) -> Vec<&KvOutput> {
+        self.outcomes_to(session(client), request)
+            .into_iter()
+            .filter_map(|outcome| match outcome {
+                Outcome::Output(output) => Some(output),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every answer `client` received for request `request`, refusals
+    /// included.
+    pub fn outcomes_to(&self, client: ClientId, request: u64) -> Vec<&Outcome<Kv>> {
         self.replies
             .iter()
-            .filter(|r| r.client == ClientId(client) && r.request == RequestNumber(request))
+            .filter(|r| r.client == client && r.request == RequestNumber(request))
             .map(|r| &r.output)
             .collect()
     }

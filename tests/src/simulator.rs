@@ -8,7 +8,7 @@ use crate::harness::Cluster;
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use vr::app::{KvOperation, KvOutput};
-use vr::core::{ClientId, Config, Input, ReplicaId, Request, RequestNumber, Timer, View};
+use vr::core::{ClientId, Config, Input, Outcome, ReplicaId, Request, RequestNumber, Timer, View};
 use vr::runtime::storage::CrashFault;
 
 /// The knobs of one simulation.
@@ -269,7 +269,7 @@ impl World {
             },
             clients: (0..cfg.clients.max(1))
                 .map(|i| SimClient {
-                    id: ClientId(u64::from(i) + 1),
+                    id: crate::harness::session(u64::from(i) + 1),
                     next: RequestNumber(1),
                     outstanding: None,
                     view: View(0),
@@ -509,8 +509,10 @@ fn take_replies(
             client.outstanding = None;
             client.view = client.view.max(reply.view);
             let ret = match reply.output {
-                KvOutput::Stored => RegisterRet::WriteOk,
-                KvOutput::Value(v) => RegisterRet::ReadOk(v.map_or(0, |v| v.parse().unwrap())),
+                Outcome::Output(KvOutput::Stored) => RegisterRet::WriteOk,
+                Outcome::Output(KvOutput::Value(v)) => {
+                    RegisterRet::ReadOk(v.map_or(0, |v| v.parse().unwrap()))
+                }
                 other => panic!("unexpected output {other:?}"),
             };
             history
@@ -667,7 +669,7 @@ fn client_step(
         None => {
             let number = client.next;
             client.next = number.next();
-            let value = client.id.0 * 1_000_000 + number.0;
+            let value = client.id.secret() * 1_000_000 + number.0;
             let (operation, op) = if write {
                 (
                     KvOperation::Put {
@@ -683,7 +685,7 @@ fn client_step(
                 .on_invoke(client.id, op)
                 .expect("one operation at a time per client");
             let request = Request {
-                operation,
+                operation: vr::core::Command::Apply(operation),
                 client: client.id,
                 request: number,
             };

@@ -4,10 +4,8 @@
 //! uncommitted entries within one message.
 
 use vr::app::{Kv, KvOperation, KvOutput};
-use vr::core::{
-    CommitNumber, Config, Message, OpNumber, ReplicaId, StateMachine, Status, Timer, View,
-};
-use vr_tests::harness::{Cluster, put};
+use vr::core::{Config, Message, ReplicaId, StateMachine, Status, Timer, View};
+use vr_tests::harness::{Cluster, commit, op, put};
 
 /// Three replicas whose messages carry no committed entry they can leave out.
 fn cluster_with_weight_max(weight_max: u32) -> Cluster {
@@ -32,7 +30,7 @@ fn commit_five_without(cluster: &mut Cluster, lagging: u8) {
 
 fn assert_holds_the_five_puts(cluster: &Cluster, id: u8) {
     let r = cluster.replica(id);
-    assert_eq!(r.op_number(), OpNumber(5), "replica {id}: {r:?}");
+    assert_eq!(r.op_number(), op(5), "replica {id}: {r:?}");
     for i in 1..=5 {
         assert_eq!(r.app().get(&format!("k{i}")), Some("v"), "replica {id}");
     }
@@ -43,7 +41,7 @@ fn a_new_primary_lagging_the_chosen_log_fetches_the_committed_entries_before_sta
     let mut cluster = cluster_with_weight_max(1);
     // Replica 1, primary of view 1, misses all five; replica 2 has them.
     commit_five_without(&mut cluster, 1);
-    assert_eq!(cluster.replica(1).op_number(), OpNumber(0));
+    assert_eq!(cluster.replica(1).op_number(), op(0));
     cluster.crash(0);
     cluster.fire(2, Timer::PrimaryTimeout);
     cluster.deliver_all();
@@ -52,7 +50,7 @@ fn a_new_primary_lagging_the_chosen_log_fetches_the_committed_entries_before_sta
     let Message::DoViewChange(dvc) = &dvc[0].envelope.msg else {
         unreachable!()
     };
-    assert_eq!(dvc.log.op, OpNumber(5));
+    assert_eq!(dvc.log.op, op(5));
     assert!(
         dvc.log.entries.len() < 5,
         "the DoViewChange carried a suffix: {:?}",
@@ -66,7 +64,7 @@ fn a_new_primary_lagging_the_chosen_log_fetches_the_committed_entries_before_sta
         (Status::Normal, View(1))
     );
     assert_eq!(primary.log(), cluster.replica(2).log());
-    assert_eq!(primary.commit_number(), CommitNumber(5));
+    assert_eq!(primary.commit_number(), commit(5));
     assert_holds_the_five_puts(&cluster, 1);
     assert_eq!(cluster.commit(1, 1, 6, put("k6", "v")), KvOutput::Stored);
 }
@@ -82,7 +80,7 @@ fn a_backup_lagging_the_start_view_suffix_catches_up_by_state_transfer() {
     let Message::StartView(start) = &start[0].envelope.msg else {
         unreachable!()
     };
-    assert!(start.log.after > OpNumber(0), "a suffix: {:?}", start.log);
+    assert!(start.log.after > op(0), "a suffix: {:?}", start.log);
     assert!(!cluster.delivered_of("GetState", 2).is_empty());
     let backup = cluster.replica(2);
     assert_eq!((backup.status(), backup.view()), (Status::Normal, View(1)));
@@ -114,10 +112,10 @@ fn a_replica_recovering_from_a_long_log_fetches_it_before_it_takes_part() {
     let r = cluster.replica(2);
     assert_eq!((r.status(), r.view()), (Status::Normal, View(0)));
     assert_eq!(r.log(), cluster.replica(0).log());
-    assert_eq!(r.commit_number(), CommitNumber(5));
+    assert_eq!(r.commit_number(), commit(5));
     assert_holds_the_five_puts(&cluster, 2);
     assert_eq!(cluster.commit(0, 1, 6, put("k6", "v")), KvOutput::Stored);
-    assert_eq!(cluster.replica(2).op_number(), OpNumber(6));
+    assert_eq!(cluster.replica(2).op_number(), op(6));
 }
 
 #[test]
@@ -129,9 +127,9 @@ fn the_primary_admits_no_request_that_would_take_its_uncommitted_entries_beyond_
         cluster.request(0, client, 1, operation(client));
     }
     // Two fit; the third waits for a retry.
-    assert_eq!(cluster.replica(0).op_number(), OpNumber(2));
+    assert_eq!(cluster.replica(0).op_number(), op(2));
     cluster.deliver_all();
-    assert_eq!(cluster.replica(0).commit_number(), CommitNumber(2));
+    assert_eq!(cluster.replica(0).commit_number(), commit(2));
     assert!(cluster.replies_to(3, 1).is_empty());
     assert_eq!(cluster.commit(0, 3, 1, operation(3)), KvOutput::Stored);
     // With nothing uncommitted any single request fits, however heavy.

@@ -5,8 +5,8 @@
 //! primary filling in its chosen log, and a recovering replica.
 
 use vr::app::KvOutput;
-use vr::core::{CommitNumber, Config, OpNumber, ReplicaId, Status, Timer, View};
-use vr_tests::harness::{Cluster, put};
+use vr::core::{Config, ReplicaId, Status, Timer, View};
+use vr_tests::harness::{Cluster, commit, op, put};
 
 /// Three replicas taking a checkpoint every 2 entries, with room for one
 /// entry per message.
@@ -34,7 +34,7 @@ fn commit_six_without(cluster: &mut Cluster, lagging: u8) {
 
 fn assert_holds_the_six_puts(cluster: &Cluster, id: u8) {
     let r = cluster.replica(id);
-    assert!(r.op_number() >= OpNumber(6), "replica {id}: {r:?}");
+    assert!(r.op_number() >= op(6), "replica {id}: {r:?}");
     for i in 1..=6 {
         assert_eq!(r.app().get(&format!("k{i}")), Some("v"), "replica {id}");
     }
@@ -54,8 +54,8 @@ fn replicas_compact_their_logs_behind_a_checkpoint() {
     commit_six_without(&mut cluster, 2);
     let primary = cluster.replica(0);
     let checkpoint = primary.checkpoint().expect("a checkpoint was taken");
-    assert!(checkpoint.commit >= CommitNumber(4));
-    assert!(primary.log().base() > OpNumber(0), "{:?}", primary.log());
+    assert!(checkpoint.commit >= commit(4));
+    assert!(primary.log().base() > op(0), "{:?}", primary.log());
     assert!(primary.log().entries().len() < 6);
 }
 
@@ -71,7 +71,7 @@ fn a_backup_lagging_behind_the_primary_s_compacted_log_gets_its_checkpoint() {
     assert_eq!(backup.status(), Status::Normal);
     assert_holds_the_six_puts(&cluster, 2);
     assert_eq!(cluster.commit(0, 1, 7, put("k7", "v")), KvOutput::Stored);
-    assert_eq!(cluster.replica(2).op_number(), OpNumber(7));
+    assert_eq!(cluster.replica(2).op_number(), op(7));
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn a_recovering_replica_gets_a_checkpoint_and_then_the_entries_after_it() {
     // stored reply, not a second execution, from whichever replica answers.
     assert_eq!(
         r.client_table()
-            .get(vr::core::ClientId(1))
+            .get(vr_tests::harness::session(1))
             .map(|c| c.request),
         Some(vr::core::RequestNumber(6))
     );

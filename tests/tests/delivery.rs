@@ -2,8 +2,8 @@
 //! the protocol's reaction to it.
 
 use vr::app::KvOutput;
-use vr::core::{Bug, Config, Message, OpNumber, ReplicaId, Status, Timer, View};
-use vr_tests::harness::{Cluster, between, is, put};
+use vr::core::{Bug, Config, Message, ReplicaId, Status, Timer, View};
+use vr_tests::harness::{Cluster, between, is, op, put};
 
 #[test]
 fn an_acknowledged_message_is_not_resent() {
@@ -41,7 +41,7 @@ fn an_unconfirmed_message_is_resent_under_the_same_id() {
     assert_eq!(resent.len(), 1);
     assert!(between(resent[0], 0, 2) && resent[0].envelope.id == unconfirmed[0]);
     cluster.deliver_all();
-    assert_eq!(cluster.replica(2).op_number(), OpNumber(1));
+    assert_eq!(cluster.replica(2).op_number(), op(1));
     assert!(cluster.replica(0).delivery().unconfirmed().is_empty());
 }
 

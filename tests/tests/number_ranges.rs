@@ -59,10 +59,10 @@ fn a_view_change_from_number_max_moves_on_without_wrapping_to_zero() {
 #[test]
 fn a_prepare_or_commit_whose_numbers_reach_past_number_max_changes_nothing() {
     let entry = Entry {
-        operation: KvOperation::Put {
+        operation: vr::core::Command::Apply(KvOperation::Put {
             key: "victim".into(),
             value: "EVIL".into(),
-        },
+        }),
         client: ClientId(1),
         request: RequestNumber(1),
     };

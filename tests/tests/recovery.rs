@@ -2,10 +2,10 @@
 
 use vr::app::KvOutput;
 use vr::core::{
-    CommitNumber, Envelope, Input, LogSuffix, Message, MessageId, Nonce, OpNumber, PrimaryState,
-    RecoveryResponse, ReplicaId, Status, Timer, View,
+    Envelope, Input, LogSuffix, Message, MessageId, Nonce, PrimaryState, RecoveryResponse,
+    ReplicaId, Status, Timer, View,
 };
-use vr_tests::harness::{Cluster, is, put};
+use vr_tests::harness::{Cluster, commit, is, op, put};
 
 #[test]
 fn a_backup_restarted_mid_run_recovers_catches_up_and_then_takes_part_in_a_view_change() {
@@ -19,8 +19,8 @@ fn a_backup_restarted_mid_run_recovers_catches_up_and_then_takes_part_in_a_view_
     cluster.deliver_all();
     let r = cluster.replica(2);
     assert_eq!((r.status(), r.view()), (Status::Normal, View(0)));
-    assert_eq!(r.op_number(), OpNumber(3));
-    assert_eq!(r.commit_number(), CommitNumber(3));
+    assert_eq!(r.op_number(), op(3));
+    assert_eq!(r.commit_number(), commit(3));
     assert_eq!(r.app().get("c"), Some("3"));
     assert!(cluster.timer_set(2, Timer::PrimaryTimeout));
     assert!(!cluster.timer_set(2, Timer::RecoveryRetry));
@@ -31,7 +31,7 @@ fn a_backup_restarted_mid_run_recovers_catches_up_and_then_takes_part_in_a_view_
     for id in [1, 2] {
         let r = cluster.replica(id);
         assert_eq!((r.status(), r.view()), (Status::Normal, View(1)));
-        assert_eq!(r.op_number(), OpNumber(3));
+        assert_eq!(r.op_number(), op(3));
     }
     assert!(
         !cluster.delivered_of("DoViewChange", 2).is_empty(),
@@ -85,7 +85,7 @@ fn recovery_completes_only_with_f_plus_one_responses_including_the_latest_primar
     cluster.drop_where(|_| true);
     let state = |log: LogSuffix<vr::app::Kv>| PrimaryState {
         log,
-        commit: CommitNumber(1),
+        commit: commit(1),
     };
     let log = LogSuffix::whole(cluster.replica(0).log());
     // Backups' answers alone never complete recovery, however many.
@@ -105,7 +105,7 @@ fn recovery_completes_only_with_f_plus_one_responses_including_the_latest_primar
     cluster.step(ReplicaId(4), response(1, 1, 9, Some(state(log))));
     let r = cluster.replica(4);
     assert_eq!((r.status(), r.view()), (Status::Normal, View(1)));
-    assert_eq!(r.commit_number(), CommitNumber(1));
+    assert_eq!(r.commit_number(), commit(1));
     assert_eq!(r.app().get("a"), Some("1"));
 }
 
@@ -155,7 +155,7 @@ fn a_recovering_replica_is_never_counted_in_a_prepare_ok_or_view_change_quorum()
     cluster.isolate(1);
     cluster.request(0, 1, 2, put("b", "2"));
     cluster.deliver_all();
-    assert_eq!(cluster.replica(0).commit_number(), CommitNumber(1));
+    assert_eq!(cluster.replica(0).commit_number(), commit(1));
     // A view change reaches it: it sends no StartViewChange or DoViewChange.
     cluster.heal();
     cluster.isolate(0);

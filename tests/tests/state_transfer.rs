@@ -1,8 +1,8 @@
 //! State transfer (paper 5.2): a replica behind in its view fetches the log it
 //! lacks, in bounded chunks.
 
-use vr::core::{CommitNumber, Config, Message, OpNumber, ReplicaId, Status, Timer, View};
-use vr_tests::harness::{Cluster, is, put};
+use vr::core::{Config, Message, ReplicaId, Status, Timer, View};
+use vr_tests::harness::{Cluster, commit, is, op, put};
 
 #[test]
 fn a_backup_that_missed_many_operations_catches_up_through_several_bounded_new_state_messages() {
@@ -13,11 +13,11 @@ fn a_backup_that_missed_many_operations_catches_up_through_several_bounded_new_s
         cluster.commit(0, 1, i, put("k", &i.to_string()));
     }
     cluster.heal();
-    assert_eq!(cluster.replica(2).op_number(), OpNumber(0));
+    assert_eq!(cluster.replica(2).op_number(), op(0));
     // The next Prepare shows replica 2 a gap.
     cluster.commit(0, 1, 11, put("k", "11"));
     let r = cluster.replica(2);
-    assert_eq!(r.op_number(), OpNumber(11));
+    assert_eq!(r.op_number(), op(11));
     let chunks: Vec<usize> = cluster
         .delivered
         .iter()
@@ -34,7 +34,7 @@ fn a_backup_that_missed_many_operations_catches_up_through_several_bounded_new_s
     cluster.fire(0, Timer::Heartbeat);
     cluster.deliver_all();
     let r = cluster.replica(2);
-    assert_eq!(r.commit_number(), CommitNumber(11));
+    assert_eq!(r.commit_number(), commit(11));
     assert_eq!(r.app().get("k"), Some("11"));
     assert_eq!(r.log(), cluster.replica(0).log());
 }
@@ -67,7 +67,7 @@ fn a_replica_that_learns_of_a_newer_view_replaces_its_uncommitted_entries_with_t
     // Replica 0 prepares "b" at op 2 only at replica 4; both are then cut off.
     cluster.request(0, 1, 2, put("b", "2"));
     cluster.deliver_while(|m| m.to == ReplicaId(4) && is(m, "Prepare"));
-    assert_eq!(cluster.replica(4).op_number(), OpNumber(2));
+    assert_eq!(cluster.replica(4).op_number(), op(2));
     cluster.isolate(0);
     cluster.isolate(4);
     // View 1 forms from replicas 1, 2, 3, without "b", and commits "c" at op 2.
@@ -91,7 +91,7 @@ fn a_replica_that_learns_of_a_newer_view_replaces_its_uncommitted_entries_with_t
     );
     assert_eq!(
         r.op_number(),
-        OpNumber(2),
+        op(2),
         "its log is untouched until view 1's arrives"
     );
     assert!(r.catch_up().is_some());
@@ -106,7 +106,7 @@ fn a_replica_that_learns_of_a_newer_view_replaces_its_uncommitted_entries_with_t
         cluster.replica(1).log(),
         "\"b\" replaced by view 1's \"c\""
     );
-    assert_eq!(r.commit_number(), CommitNumber(2));
+    assert_eq!(r.commit_number(), commit(2));
     assert_eq!((r.app().get("b"), r.app().get("c")), (None, Some("3")));
 }
 
@@ -147,7 +147,7 @@ fn a_replica_catching_up_to_a_view_cannot_lose_a_committed_entry_in_the_next_vie
         assert_eq!((r.status(), r.view()), (Status::Normal, View(2)));
         assert_eq!(
             r.op_number(),
-            OpNumber(1),
+            op(1),
             "replica {id} holds the committed \"a\""
         );
     }
@@ -160,15 +160,12 @@ fn a_backup_that_missed_the_last_prepares_fetches_them_when_the_primary_is_idle(
     cluster.request(0, 1, 1, put("a", "1"));
     cluster.drop_where(|m| is(m, "Prepare") && m.to == ReplicaId(2));
     cluster.deliver_all();
-    assert_eq!(cluster.replica(2).op_number(), OpNumber(0));
+    assert_eq!(cluster.replica(2).op_number(), op(0));
     // No further Prepare shows replica 2 a gap; the heartbeat's op-number does.
     cluster.fire(0, Timer::Heartbeat);
     cluster.deliver_all();
     let r = cluster.replica(2);
-    assert_eq!(
-        (r.op_number(), r.commit_number()),
-        (OpNumber(1), CommitNumber(1))
-    );
+    assert_eq!((r.op_number(), r.commit_number()), (op(1), commit(1)));
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! past a failed next primary.
 
 use vr::app::KvOutput;
-use vr::core::{Bug, CommitNumber, Config, Message, OpNumber, ReplicaId, Status, Timer, View};
-use vr_tests::harness::{Cluster, InFlight, between, is, put};
+use vr::core::{Bug, Config, Message, ReplicaId, Status, Timer, View};
+use vr_tests::harness::{Cluster, InFlight, between, commit, is, op, put};
 
 fn statuses(cluster: &Cluster) -> Vec<(Option<Status>, Option<View>)> {
     cluster
@@ -23,12 +23,12 @@ fn the_primary_fails_and_a_view_change_elects_primary_one_which_then_commits() {
     for id in [1, 2] {
         let r = cluster.replica(id);
         assert_eq!((r.status(), r.view()), (Status::Normal, View(1)));
-        assert_eq!(r.op_number(), OpNumber(1), "the committed put survived");
+        assert_eq!(r.op_number(), op(1), "the committed put survived");
     }
     // The backups never learned that op 1 committed; replica 2's PrepareOk
     // after StartView lets the new primary commit it again.
     assert!(cluster.replica(1).is_primary());
-    assert_eq!(cluster.replica(1).commit_number(), CommitNumber(1));
+    assert_eq!(cluster.replica(1).commit_number(), commit(1));
     assert_eq!(cluster.replica(1).app().get("x"), Some("1"));
     assert!(cluster.timer_set(1, Timer::Heartbeat));
     assert!(cluster.timer_set(2, Timer::PrimaryTimeout));
@@ -52,10 +52,10 @@ fn an_uncommitted_entry_prepared_at_a_quorum_survives_the_view_change_and_commit
         (primary.status(), primary.view()),
         (Status::Normal, View(1))
     );
-    assert_eq!(primary.op_number(), OpNumber(1));
+    assert_eq!(primary.op_number(), op(1));
     // Replica 2's PrepareOk after StartView commits it in view 1, and the new
     // primary answers the client.
-    assert_eq!(primary.commit_number(), CommitNumber(1));
+    assert_eq!(primary.commit_number(), commit(1));
     assert_eq!(cluster.replies_to(1, 1), [&KvOutput::Stored]);
 }
 
@@ -92,7 +92,7 @@ fn the_next_primary_crashing_during_the_view_change_leads_the_others_to_complete
     ];
     assert_eq!(statuses(&cluster), expected);
     assert!(cluster.replica(2).is_primary());
-    assert_eq!(cluster.replica(2).commit_number(), CommitNumber(1));
+    assert_eq!(cluster.replica(2).commit_number(), commit(1));
     assert_eq!(cluster.commit(2, 1, 2, put("x", "2")), KvOutput::Stored);
 }
 
@@ -116,7 +116,7 @@ fn a_view_change_that_times_out_moves_on_to_the_next_primary() {
     for id in [0, 2] {
         let r = cluster.replica(id);
         assert_eq!((r.status(), r.view()), (Status::Normal, View(2)));
-        assert_eq!(r.commit_number(), CommitNumber(1));
+        assert_eq!(r.commit_number(), commit(1));
     }
     assert!(cluster.replica(2).is_primary());
     assert_eq!(cluster.commit(2, 1, 2, put("y", "2")), KvOutput::Stored);
@@ -213,12 +213,12 @@ fn do_view_change_selection_prefers_the_largest_last_normal_view_over_a_longer_l
     // View 0: "a" commits at replicas 0 and 1.
     cluster.request(0, 1, 1, put("a", "1"));
     cluster.deliver_while(|m| m.to != ReplicaId(2));
-    assert_eq!(cluster.replica(0).commit_number(), CommitNumber(1));
+    assert_eq!(cluster.replica(0).commit_number(), commit(1));
     // Replica 0 prepares two more entries that reach nobody.
     cluster.request(0, 1, 2, put("b", "2"));
     cluster.request(0, 2, 1, put("c", "3"));
     cluster.drop_where(|_| true);
-    assert_eq!(cluster.replica(0).op_number(), OpNumber(3));
+    assert_eq!(cluster.replica(0).op_number(), op(3));
     // View 1 forms without replica 0: replica 1's log ["a"] wins.
     cluster.isolate(0);
     cluster.fire(2, Timer::PrimaryTimeout);
@@ -227,7 +227,7 @@ fn do_view_change_selection_prefers_the_largest_last_normal_view_over_a_longer_l
         (cluster.replica(1).status(), cluster.replica(1).view()),
         (Status::Normal, View(1))
     );
-    assert_eq!(cluster.replica(2).op_number(), OpNumber(1));
+    assert_eq!(cluster.replica(2).op_number(), op(1));
     // View 2 (primary: replica 2) forms from replica 0 (last Normal in view 0,
     // three entries) and replica 2 (last Normal in view 1, one entry).
     cluster.heal();
@@ -241,12 +241,8 @@ fn do_view_change_selection_prefers_the_largest_last_normal_view_over_a_longer_l
             (Status::Normal, View(2)),
             "replica {id}"
         );
-        assert_eq!(
-            r.op_number(),
-            OpNumber(1),
-            "replica {id} holds the view-1 log"
-        );
-        assert_eq!(r.commit_number(), CommitNumber(1));
+        assert_eq!(r.op_number(), op(1), "replica {id} holds the view-1 log");
+        assert_eq!(r.commit_number(), commit(1));
         assert_eq!(r.app().get("b"), None);
     }
 }
@@ -264,7 +260,7 @@ fn a_replica_in_view_change_status_accepts_no_prepare() {
     let r = cluster.replica(1);
     assert_eq!(
         (r.status(), r.view(), r.op_number()),
-        (Status::ViewChange, View(1), OpNumber(0))
+        (Status::ViewChange, View(1), op(0))
     );
 }
 
@@ -291,15 +287,15 @@ fn old_primary_joins_the_new_view(config: Config) -> Cluster {
     cluster.request(0, 1, 1, put("x", "1"));
     cluster.request(0, 2, 1, put("y", "1"));
     cluster.deliver_all();
-    assert_eq!(cluster.replica(0).commit_number(), CommitNumber(2));
-    assert_eq!(cluster.replica(1).commit_number(), CommitNumber(0));
-    assert_eq!(cluster.replica(2).commit_number(), CommitNumber(0));
+    assert_eq!(cluster.replica(0).commit_number(), commit(2));
+    assert_eq!(cluster.replica(1).commit_number(), commit(0));
+    assert_eq!(cluster.replica(2).commit_number(), commit(0));
     cluster.isolate(0);
     cluster.fire(2, Timer::PrimaryTimeout);
     cluster.deliver_while(|m| !is(m, "StartView"));
     assert_eq!(cluster.replica(1).status(), Status::Normal);
     assert_eq!(cluster.replica(1).view(), View(1));
-    assert_eq!(cluster.replica(1).commit_number(), CommitNumber(0));
+    assert_eq!(cluster.replica(1).commit_number(), commit(0));
     cluster.crash(2);
     // The StartView's resend reaches 0, whose commit-number equals its
     // op-number. Its PrepareOk is the new primary's only way to a quorum for
@@ -317,7 +313,7 @@ fn a_new_primary_commits_entries_that_an_old_primary_already_holds_as_committed(
     let mut cluster = old_primary_joins_the_new_view(Config::new(3, ReplicaId(0)).unwrap());
     assert_eq!(
         cluster.replica(1).commit_number(),
-        CommitNumber(2),
+        commit(2),
         "the new primary committed what it held"
     );
     // A client retrying the request is answered, not dropped as in progress.
@@ -336,5 +332,5 @@ fn prepare_ok_after_start_view_against_the_backups_own_commit_number_stalls_the_
     let mut cluster = old_primary_joins_the_new_view(config);
     cluster.fire(1, Timer::Heartbeat);
     cluster.deliver_all();
-    assert_eq!(cluster.replica(1).commit_number(), CommitNumber(0));
+    assert_eq!(cluster.replica(1).commit_number(), commit(0));
 }

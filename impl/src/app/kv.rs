@@ -96,6 +96,12 @@ impl StateMachine for Kv {
         u32::try_from(strings + 8).unwrap_or(u32::MAX)
     }
 
+    fn register_weight() -> u32 {
+        // A Register entry: the command's tag, the client id (at most 19
+        // bytes) and the request-number (at most 10).
+        1 + 19 + 10
+    }
+
     fn rebuild(&self) -> Vec<KvOperation> {
         self.entries
             .iter()
@@ -111,7 +117,9 @@ impl StateMachine for Kv {
     /// the variant and option tags, and up to 20 bytes of client id and
     /// request-number.
     fn weight(operation: &KvOperation) -> u32 {
-        const OVERHEAD: usize = 3 * 5 + 2 + 20;
+        // Lengths and tags, then the entry's fields: the command's tag, the
+        // client id (a u128, at most 19 bytes) and the request-number.
+        const OVERHEAD: usize = 3 * 5 + 2 + 1 + 19 + 10;
         let strings = match operation {
             KvOperation::Put { key, value } => key.len() + value.len(),
             KvOperation::Get { key } | KvOperation::Delete { key } => key.len(),

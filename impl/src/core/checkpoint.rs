@@ -119,12 +119,9 @@ fn cut<S: StateMachine>(
         .rebuild()
         .into_iter()
         .map(|op| (u64::from(S::weight(&op)), Ok(op)));
-    let rows = client_table.rows().map(|(c, r)| {
-        (
-            u64::from(S::output_weight(&r.output)) + 24,
-            Err((c, r.clone())),
-        )
-    });
+    let rows = client_table
+        .rows()
+        .map(|(c, r)| (u64::from(r.output.weight()) + 48, Err((c, r.clone()))));
     let mut parts = Vec::new();
     let mut current = empty_part(0);
     let (mut weight, mut count) = (0u64, 0usize);

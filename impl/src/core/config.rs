@@ -16,11 +16,15 @@ pub const STATE_TRANSFER_ENTRIES_MAX_DEFAULT: u32 = 64;
 /// The runtime sets a bound that keeps every message within a datagram.
 pub const MESSAGE_WEIGHT_MAX_DEFAULT: u32 = u32::MAX;
 
+/// The default bound on client-table rows (spec/protocol.md, "Client
+/// sessions").
+pub const CLIENT_TABLE_MAX_DEFAULT: u64 = 10_000;
+
 /// The cluster configuration and this replica's place in it.
 ///
 /// Invariants: `replica_count` is odd and at least 1; `id < replica_count`;
 /// `attempts_max >= 1`; `state_transfer_entries_max >= 1`;
-/// `message_weight_max >= 1`.
+/// `message_weight_max >= 1`; `client_table_max >= 1`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Config {
     /// n = 2f + 1, the number of replicas in the cluster.
@@ -42,6 +46,9 @@ pub struct Config {
     /// A checkpoint is taken every this many executed entries, and the log
     /// is compacted up to the previous one (`u64::MAX`: never).
     checkpoint_interval: u64,
+    /// The client table holds at most this many rows: executing a Register
+    /// beyond it prunes the row whose latest executed entry is oldest.
+    client_table_max: u64,
     /// A deliberately wrong rule, for testing the model checker.
     #[cfg(feature = "wrong-variants")]
     bug: Option<Bug>,
@@ -82,6 +89,8 @@ pub enum ConfigError {
     MessageWeightMaxZero,
     /// Checkpoints must be at least one entry apart.
     CheckpointIntervalZero,
+    /// The client table must hold at least the session just opened.
+    ClientTableMaxZero,
 }
 
 impl fmt::Display for ConfigError {
@@ -103,6 +112,7 @@ impl fmt::Display for ConfigError {
             ConfigError::CheckpointIntervalZero => {
                 write!(f, "checkpoint_interval must be at least 1")
             }
+            ConfigError::ClientTableMaxZero => write!(f, "client_table_max must be at least 1"),
         }
     }
 }
@@ -146,6 +156,7 @@ impl Config {
             state_transfer_entries_max,
             message_weight_max: MESSAGE_WEIGHT_MAX_DEFAULT,
             checkpoint_interval: u64::MAX,
+            client_table_max: CLIENT_TABLE_MAX_DEFAULT,
             #[cfg(feature = "wrong-variants")]
             bug: None,
         })
@@ -250,6 +261,23 @@ impl Config {
         self.checkpoint_interval
     }
 
+    /// The same configuration bounding the client table to `max` rows (at
+    /// least 1).
+    pub fn with_client_table_max(self, max: u64) -> Result<Config, ConfigError> {
+        if max == 0 {
+            return Err(ConfigError::ClientTableMaxZero);
+        }
+        Ok(Config {
+            client_table_max: max,
+            ..self
+        })
+    }
+
+    /// The bound on client-table rows.
+    pub fn client_table_max(&self) -> u64 {
+        self.client_table_max
+    }
+
     /// primary(v) = v mod n (paper 4).
     pub fn primary(&self, view: View) -> ReplicaId {
         view.primary(self.replica_count)
@@ -280,6 +308,9 @@ impl fmt::Debug for Config {
         }
         if self.checkpoint_interval != u64::MAX {
             write!(f, " checkpoint_interval={}", self.checkpoint_interval)?;
+        }
+        if self.client_table_max != CLIENT_TABLE_MAX_DEFAULT {
+            write!(f, " client_table_max={}", self.client_table_max)?;
         }
         Ok(())
     }

@@ -37,8 +37,12 @@ pub fn replica_invariants<S: StateMachine>() -> [(&'static str, ReplicaCheck<S>)
         ("INV-CACHES-CLEARED", caches_cleared),
         ("INV-PREPARE-OK-PRIMARY-ONLY", prepare_ok_primary_only),
         ("INV-EXECUTED-ONCE", |r| {
-            r.client_table
-                .check(&r.log, r.commit, r.checkpoint.as_ref())
+            r.client_table.check(
+                &r.log,
+                r.commit,
+                r.checkpoint.as_ref(),
+                r.config.client_table_max(),
+            )
         }),
         ("INV-DELIVERY-BOUNDED", |r| r.delivery.check(&r.config)),
         ("INV-RECOVERING-SILENT", recovering_silent),

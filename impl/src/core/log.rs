@@ -1,5 +1,6 @@
 //! The log: the ordered operations a replica has accepted.
 
+use super::message::Command;
 use super::state_machine::StateMachine;
 use super::types::{ClientId, CommitNumber, OpNumber, RequestNumber};
 use serde::{Deserialize, Serialize};
@@ -9,8 +10,8 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Entry<S: StateMachine> {
-    /// The operation to apply.
-    pub operation: S::Operation,
+    /// What to execute: a Register or an operation to apply.
+    pub operation: Command<S>,
     /// The client that asked for it.
     pub client: ClientId,
     /// That client's request-number for it.
@@ -222,7 +223,7 @@ impl<S: StateMachine> Log<S> {
         let mut chunk = Vec::new();
         let available = usize::try_from(until.0.saturating_sub(after.0)).unwrap_or(usize::MAX);
         for (_, entry) in self.entries_after(after).take(count_max.min(available)) {
-            weight += u64::from(S::weight(&entry.operation));
+            weight += u64::from(entry.operation.weight());
             if !chunk.is_empty() && weight > u64::from(weight_max) {
                 break;
             }
@@ -234,7 +235,7 @@ impl<S: StateMachine> Log<S> {
     /// The weight of the entries after op-number `after`.
     pub fn weight_after(&self, after: OpNumber) -> u64 {
         self.entries_after(after)
-            .map(|(_, entry)| u64::from(S::weight(&entry.operation)))
+            .map(|(_, entry)| u64::from(entry.operation.weight()))
             .sum()
     }
 
@@ -249,7 +250,7 @@ impl<S: StateMachine> Log<S> {
         let mut after = self.op_number();
         let mut weight = 0u64;
         for entry in self.entries.iter().rev() {
-            let next = weight + u64::from(S::weight(&entry.operation));
+            let next = weight + u64::from(entry.operation.weight());
             if after <= commit.as_op() && next > u64::from(weight_max) {
                 break;
             }

@@ -170,13 +170,80 @@ impl<S: StateMachine> fmt::Debug for Message<S> {
     }
 }
 
+/// What a client asks for: a session, or an operation of the application
+/// (spec/protocol.md, "Client sessions").
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Command<S: StateMachine> {
+    /// Open a session: once the entry is executed, every replica has a
+    /// client-table row for the id [`ClientId::granted`] makes of the
+    /// entry's op-number and the requesting (provisional) id's secret.
+    Register,
+    /// Apply this operation of the application.
+    Apply(S::Operation),
+}
+
+impl<S: StateMachine> Command<S> {
+    /// Its share of a message's budget (`Config::message_weight_max`).
+    pub fn weight(&self) -> u32 {
+        match self {
+            Command::Register => S::register_weight(),
+            Command::Apply(operation) => S::weight(operation),
+        }
+    }
+}
+
+impl<S: StateMachine> fmt::Debug for Command<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Register => write!(f, "register"),
+            Command::Apply(operation) => operation.fmt(f),
+        }
+    }
+}
+
+/// What a replica answers a request with.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Outcome<S: StateMachine> {
+    /// What applying the request's operation returned.
+    Output(S::Output),
+    /// The Register was executed: the client's session id.
+    Registered(ClientId),
+    /// The request's client has no session: its id was never granted, or
+    /// its row was pruned (spec/protocol.md, "Client sessions"). The request
+    /// was not executed; the client registers again.
+    SessionExpired,
+}
+
+impl<S: StateMachine> Outcome<S> {
+    /// Its share of a checkpoint part's budget, as a client-table row holds
+    /// it.
+    pub fn weight(&self) -> u32 {
+        match self {
+            Outcome::Output(output) => S::output_weight(output),
+            Outcome::Registered(_) | Outcome::SessionExpired => 1,
+        }
+    }
+}
+
+impl<S: StateMachine> fmt::Debug for Outcome<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Output(output) => output.fmt(f),
+            Outcome::Registered(client) => write!(f, "registered {client:?}"),
+            Outcome::SessionExpired => write!(f, "session expired"),
+        }
+    }
+}
+
 /// Request(op, c, s): client `c` asks for `op` as its request `s` (paper 4.1
 /// step 1). Sent to the primary it knows, and to every replica on a retry.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Request<S: StateMachine> {
-    /// The operation to execute.
-    pub operation: S::Operation,
+    /// What to execute.
+    pub operation: Command<S>,
     /// The client asking.
     pub client: ClientId,
     /// The client's number for this request; one greater than its last.
@@ -236,8 +303,8 @@ pub struct Reply<S: StateMachine> {
     pub client: ClientId,
     /// The request it answers.
     pub request: RequestNumber,
-    /// What executing the request returned.
-    pub output: S::Output,
+    /// What executing the request returned, or why it was not executed.
+    pub output: Outcome<S>,
 }
 
 /// StartViewChange(v, i): the sender has moved to view `v` and stopped normal

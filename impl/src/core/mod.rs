@@ -27,8 +27,8 @@ pub use client_table::{ClientRecord, ClientTable};
 #[cfg(feature = "wrong-variants")]
 pub use config::Bug;
 pub use config::{
-    ATTEMPTS_MAX_DEFAULT, Config, ConfigError, MESSAGE_WEIGHT_MAX_DEFAULT,
-    STATE_TRANSFER_ENTRIES_MAX_DEFAULT,
+    ATTEMPTS_MAX_DEFAULT, CLIENT_TABLE_MAX_DEFAULT, Config, ConfigError,
+    MESSAGE_WEIGHT_MAX_DEFAULT, STATE_TRANSFER_ENTRIES_MAX_DEFAULT,
 };
 pub use delivery::{Delivery, Unconfirmed};
 pub use durable::{Durable, DurableError, Persist, ViewState};
@@ -36,9 +36,9 @@ pub use invariants::{ReplicaCheck, Violation, replica_invariants};
 pub use io::{Effect, Input, Timer};
 pub use log::{Entry, Log, LogSuffix};
 pub use message::{
-    Ack, Commit, DoViewChange, Envelope, GetCheckpoint, GetState, Message, NewCheckpoint, NewState,
-    Prepare, PrepareOk, PrimaryState, Recovery, RecoveryResponse, Reply, Request, StartView,
-    StartViewChange,
+    Ack, Command, Commit, DoViewChange, Envelope, GetCheckpoint, GetState, Message, NewCheckpoint,
+    NewState, Outcome, Prepare, PrepareOk, PrimaryState, Recovery, RecoveryResponse, Reply,
+    Request, StartView, StartViewChange,
 };
 pub use recovery::RecoveryProgress;
 pub use replica::{Replica, Status};

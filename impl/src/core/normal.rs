@@ -3,7 +3,7 @@
 use super::client_table::Admission;
 use super::io::{Effect, Timer};
 use super::log::Entry;
-use super::message::{Commit, Message, Prepare, PrepareOk, Reply, Request};
+use super::message::{Command, Commit, Message, Outcome, Prepare, PrepareOk, Reply, Request};
 use super::replica::{Replica, Status};
 use super::state_machine::StateMachine;
 use super::types::{CommitNumber, OpNumber, ReplicaId};
@@ -11,7 +11,9 @@ use tracing::debug;
 
 impl<S: StateMachine> Replica<S> {
     /// Request (paper 4.1 steps 1-3): the primary in Normal status admits
-    /// each request through the client table and appends it to its log; the
+    /// each request through the client table and appends it to its log (a
+    /// request of a client without a session is answered SessionExpired and
+    /// not executed: spec/protocol.md, "Client sessions"); the
     /// requests admitted together go to every backup in one Prepare (batching,
     /// paper 6.2). A backup drops requests: the client retries. Idempotent
     /// for a repeated request: the stored reply is sent again.
@@ -30,12 +32,26 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn admit(&mut self, request: Request<S>, effects: &mut Vec<Effect<S>>) {
-        match self
-            .client_table
-            .admit(request.client, request.request, &self.log, self.commit)
-        {
+        let admission = self.client_table.admit(
+            request.client,
+            request.request,
+            &request.operation,
+            &self.log,
+            self.commit,
+        );
+        match admission {
             Admission::Drop(reason) => {
                 debug!(replica = ?self.id(), client = ?request.client, request = ?request.request, reason, "ignore Request");
+            }
+            Admission::Expired => {
+                debug!(replica = ?self.id(), client = ?request.client, request = ?request.request,
+                    "refuse Request: the client has no session");
+                effects.push(Effect::Reply(Reply {
+                    view: self.view,
+                    client: request.client,
+                    request: request.request,
+                    output: Outcome::SessionExpired,
+                }));
             }
             Admission::New if self.connected_backups() < self.config.f() => {
                 debug!(replica = ?self.id(), client = ?request.client, request = ?request.request,
@@ -75,9 +91,9 @@ impl<S: StateMachine> Replica<S> {
     /// beyond one message's bound: DoViewChange, StartView and RecoveryResponse
     /// carry every uncommitted entry, so this bound is what keeps them within
     /// it. With nothing uncommitted, any one request is admitted.
-    fn pipeline_full(&self, operation: &S::Operation) -> bool {
+    fn pipeline_full(&self, operation: &Command<S>) -> bool {
         self.op_number() > self.commit.as_op()
-            && self.log.weight_after(self.commit.as_op()) + u64::from(S::weight(operation))
+            && self.log.weight_after(self.commit.as_op()) + u64::from(operation.weight())
                 > u64::from(self.config.message_weight_max())
     }
 

@@ -61,7 +61,8 @@ pub struct Replica<S: StateMachine> {
     pub(super) commit: CommitNumber,
     /// The latest view in which the status was Normal (the paper's v').
     pub(super) last_normal_view: View,
-    /// Per client: its latest executed request and that request's output.
+    /// Per client session: its latest executed request and that request's
+    /// output; at most `config.client_table_max()` rows.
     pub(super) client_table: ClientTable<S>,
     /// Primary only: the highest op-number each backup has PrepareOk'd in this
     /// view. A backup's PrepareOk(n) covers every entry up to n, since backups
@@ -230,7 +231,9 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Executes every entry up to `commit` that is not yet executed, in order,
-    /// and, as primary, replies to each entry's client (paper 4.1 steps 5, 7).
+    /// and, as primary, replies to each entry's client (paper 4.1 steps 5, 7):
+    /// a Register's client gets its session id, and the client of an entry
+    /// whose session was pruned since it was admitted gets SessionExpired.
     pub(super) fn commit_up_to(&mut self, commit: CommitNumber, effects: &mut Vec<Effect<S>>) {
         debug_assert!(
             self.config.is_wrong_variant() || commit.as_op() <= self.op_number(),
@@ -244,7 +247,7 @@ impl<S: StateMachine> Replica<S> {
             let (client, request) = (entry.client, entry.request);
             let output = self
                 .client_table
-                .execute(&mut self.app, entry)
+                .execute(&mut self.app, op, entry, self.config.client_table_max())
                 .unwrap_or_else(|stored| {
                     debug_assert!(
                         self.config.is_wrong_variant(),

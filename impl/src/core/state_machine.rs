@@ -37,6 +37,12 @@ pub trait StateMachine: Clone + Debug + Default + Eq + Hash {
         1
     }
 
+    /// The weight of a Register entry (a client opening a session), as
+    /// [`weight`](Self::weight) counts it.
+    fn register_weight() -> u32 {
+        1
+    }
+
     /// The same for an output, as a checkpoint's client-table rows carry
     /// them.
     fn output_weight(output: &Self::Output) -> u32 {

@@ -57,8 +57,14 @@ number!(
     CommitNumber(u64), "c"
 );
 number!(
-    /// A client's identity, chosen by the client and unique among clients.
-    ClientId(u64), "client"
+    /// A client's identity: the session the cluster granted it
+    /// (spec/protocol.md, "Client sessions"). The high 64 bits are the
+    /// op-number of the Register entry that opened the session (unique, never
+    /// reused), the low 64 bits the secret the client chose for it, so that
+    /// an id cannot be guessed from the op-numbers. A client without a
+    /// session registers under a provisional id: its secret alone, high half
+    /// 0 (no entry has op-number 0).
+    ClientId(u128), "client"
 );
 number!(
     /// A client's request-number: each client numbers its requests 1, 2, 3, ...
@@ -125,6 +131,31 @@ impl MessageId {
         to.hash(&mut hasher);
         msg.hash(&mut hasher);
         MessageId(hasher.finish())
+    }
+}
+
+impl ClientId {
+    /// The provisional id a client registers under: its secret alone.
+    pub fn provisional(secret: u64) -> ClientId {
+        ClientId(u128::from(secret))
+    }
+
+    /// The id of the session the Register entry at op-number `op` opened
+    /// for the client whose secret is `secret`.
+    pub fn granted(op: OpNumber, secret: u64) -> ClientId {
+        ClientId((u128::from(op.0) << 64) | u128::from(secret))
+    }
+
+    /// The op-number of the Register entry that opened this session; None
+    /// for a provisional id.
+    pub fn register_op(self) -> Option<OpNumber> {
+        let op = (self.0 >> 64) as u64;
+        (op != 0).then_some(OpNumber(op))
+    }
+
+    /// The client's secret.
+    pub fn secret(self) -> u64 {
+        self.0 as u64
     }
 }
 

@@ -62,12 +62,16 @@ mod tests {
         let address = |i: u64| SocketAddr::from(([127, 0, 0, 1], (i % 60_000) as u16 + 1));
         let flood = 5 * ClientAddresses::GENERATION_MAX as u64;
         for i in 0..flood {
-            map.insert(ClientId(i), address(i));
+            map.insert(ClientId(u128::from(i)), address(i));
             assert!(map.len() <= 2 * ClientAddresses::GENERATION_MAX);
         }
         let latest = flood - ClientAddresses::GENERATION_MAX as u64;
         for i in latest..flood {
-            assert_eq!(map.get(ClientId(i)), Some(address(i)), "client {i}");
+            assert_eq!(
+                map.get(ClientId(u128::from(i))),
+                Some(address(i)),
+                "client {i}"
+            );
         }
         assert_eq!(map.get(ClientId(0)), None, "the oldest are forgotten");
     }

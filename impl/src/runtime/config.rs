@@ -10,7 +10,7 @@
 //! ```
 
 use super::wire;
-use crate::core::{ATTEMPTS_MAX_DEFAULT, Config, ReplicaId, Timer};
+use crate::core::{ATTEMPTS_MAX_DEFAULT, CLIENT_TABLE_MAX_DEFAULT, Config, ReplicaId, Timer};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -31,6 +31,10 @@ pub struct ClusterConfig {
     /// Executed entries between checkpoints: the file's optional
     /// `checkpoint_interval`, or [`wire::CHECKPOINT_INTERVAL`].
     pub checkpoint_interval: u64,
+    /// The bound on client-table rows (client sessions): the file's
+    /// optional `client_table_max`, or [`CLIENT_TABLE_MAX_DEFAULT`]
+    /// (spec/protocol.md, "Client sessions").
+    pub client_table_max: u64,
     /// Whether replicas keep their log, view state and checkpoints on disk
     /// (the file's `durable`, default true; spec/protocol.md, "Durability").
     pub durable: bool,
@@ -56,6 +60,7 @@ struct File {
     #[serde(default)]
     timers: FileTimers,
     checkpoint_interval: Option<u64>,
+    client_table_max: Option<u64>,
     durable: Option<bool>,
     data_dir: Option<PathBuf>,
     key_file: Option<PathBuf>,
@@ -190,6 +195,15 @@ impl ClusterConfig {
             Some(interval) => config.checkpoint_interval = interval,
             None => {}
         }
+        match file.client_table_max {
+            Some(0) => {
+                return Err(ConfigFileError::Parse(
+                    "client_table_max must be at least 1".into(),
+                ));
+            }
+            Some(max) => config.client_table_max = max,
+            None => {}
+        }
         config.durable = file.durable.unwrap_or(true);
         if let Some(dir) = file.data_dir {
             config.data_dir = dir;
@@ -232,6 +246,7 @@ impl ClusterConfig {
             addresses,
             timers: Settings::default(),
             checkpoint_interval: wire::CHECKPOINT_INTERVAL,
+            client_table_max: CLIENT_TABLE_MAX_DEFAULT,
             durable: true,
             data_dir: PathBuf::from(DATA_DIR_DEFAULT),
             key_file: None,
@@ -283,6 +298,7 @@ impl ClusterConfig {
         )
         .and_then(|config| config.with_message_weight_max(wire::MESSAGE_WEIGHT_MAX))
         .and_then(|config| config.with_checkpoint_interval(self.checkpoint_interval))
+        .and_then(|config| config.with_client_table_max(self.client_table_max))
         .map_err(|_| ConfigFileError::UnknownId {
             id,
             replica_count: self.addresses.len(),
@@ -303,6 +319,9 @@ impl ClusterConfig {
                 "checkpoint_interval = {}\n",
                 self.checkpoint_interval
             ));
+        }
+        if self.client_table_max != CLIENT_TABLE_MAX_DEFAULT {
+            text.push_str(&format!("client_table_max = {}\n", self.client_table_max));
         }
         if !self.durable {
             text.push_str("durable = false\n");
@@ -527,6 +546,19 @@ address = "127.0.0.1:7002"
             ClusterConfig::parse(THREE).unwrap().timers,
             Settings::default()
         );
+    }
+
+    #[test]
+    fn a_client_table_max_is_read_and_round_trips_and_zero_is_refused() {
+        let config = ClusterConfig::parse(&format!("client_table_max = 64\n{THREE}")).unwrap();
+        assert_eq!(config.client_table_max, 64);
+        assert_eq!(config.core_config(0).unwrap().client_table_max(), 64);
+        assert_eq!(ClusterConfig::parse(&config.to_toml()).unwrap(), config);
+        assert_eq!(
+            ClusterConfig::parse(THREE).unwrap().client_table_max,
+            CLIENT_TABLE_MAX_DEFAULT
+        );
+        assert!(ClusterConfig::parse(&format!("client_table_max = 0\n{THREE}")).is_err());
     }
 
     #[test]

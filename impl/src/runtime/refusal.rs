@@ -159,7 +159,7 @@ mod tests {
 
     fn request(key: &Key, cluster_id: u32) -> Vec<u8> {
         let request = Packet::Request(Request {
-            operation: KvOperation::Get { key: "k".into() },
+            operation: crate::core::Command::Apply(KvOperation::Get { key: "k".into() }),
             client: ClientId(1),
             request: RequestNumber(1),
         });

@@ -499,10 +499,10 @@ mod tests {
 
     fn entry(i: u64) -> Entry<Kv> {
         Entry {
-            operation: KvOperation::Put {
+            operation: crate::core::Command::Apply(KvOperation::Put {
                 key: format!("k{i}"),
                 value: "v".into(),
-            },
+            }),
             client: ClientId(1),
             request: RequestNumber(i),
         }
@@ -601,7 +601,9 @@ mod tests {
         let mut app = Kv::default();
         let table = crate::core::ClientTable::default();
         for i in 1..=2 {
-            crate::core::StateMachine::apply(&mut app, &entry(i).operation);
+            if let crate::core::Command::Apply(operation) = &entry(i).operation {
+                crate::core::StateMachine::apply(&mut app, operation);
+            }
         }
         let checkpoint = crate::core::Checkpoint::new(CommitNumber(2), app, table, 64, 60_000);
         storage.persist(&Persist::Checkpoint(checkpoint)).unwrap();

@@ -260,10 +260,10 @@ mod tests {
 
     fn request() -> Packet {
         Packet::Request(Request {
-            operation: KvOperation::Put {
+            operation: crate::core::Command::Apply(KvOperation::Put {
                 key: "k".into(),
                 value: "v".into(),
-            },
+            }),
             client: ClientId(9),
             request: RequestNumber(1),
         })
@@ -280,10 +280,10 @@ mod tests {
             view: View(4),
             op: OpNumber(12),
             entries: vec![crate::core::Entry {
-                operation: KvOperation::Put {
+                operation: crate::core::Command::Apply(KvOperation::Put {
                     key: "victim".into(),
                     value: "EVIL".into(),
-                },
+                }),
                 client: ClientId(1),
                 request: RequestNumber(2),
             }],
@@ -303,7 +303,7 @@ mod tests {
                     view: View(1),
                     client: ClientId(9),
                     request: RequestNumber(1),
-                    output: crate::app::KvOutput::Stored,
+                    output: crate::core::Outcome::Output(crate::app::KvOutput::Stored),
                 }),
             ),
         ]
@@ -432,11 +432,11 @@ mod tests {
         crate::core::Log::from_entries(
             (0..count)
                 .map(|i| crate::core::Entry {
-                    operation: KvOperation::Put {
+                    operation: crate::core::Command::Apply(KvOperation::Put {
                         key: format!("key-{i:012}"),
                         value: "v".repeat(value_size),
-                    },
-                    client: ClientId(u64::MAX),
+                    }),
+                    client: ClientId(u128::MAX),
                     request: RequestNumber(u64::MAX - i),
                 })
                 .collect(),

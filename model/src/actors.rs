@@ -385,13 +385,15 @@ impl Actor for VrActor {
                     (Some(kept), _) => Replica::restart(*config, Nonce(kept.starts), &mut effects),
                 };
                 let starts = storage.as_ref().map_or(0, |k| k.starts) + 1;
-                // A first start's storage is empty; a restart's holds what
-                // the replica persisted before it crashed.
+                // A first start's storage is empty, or holds the prelude's
+                // state (built by running the core, as if persisted); a
+                // restart's holds what the replica persisted before it crashed.
                 let stored = durable.then(|| {
-                    let mut stored = storage
-                        .as_ref()
-                        .and_then(|k| k.durable.clone())
-                        .unwrap_or_default();
+                    let mut stored = match (storage, start) {
+                        (Some(kept), _) => kept.durable.clone().unwrap_or_default(),
+                        (None, Some(_)) => replica.durable(),
+                        (None, None) => Durable::default(),
+                    };
                     apply_persists(&mut stored, &effects);
                     stored
                 });

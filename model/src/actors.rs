@@ -81,6 +81,10 @@ pub struct Witness {
     /// As primary(v), this replica fetched the committed entries its chosen
     /// log left out (a fill) and started the view.
     pub filled: bool,
+    /// This replica received the last part of another's checkpoint (in
+    /// place of entries that one had discarded) and took it: installed it,
+    /// or staged it for a catch-up or a fill.
+    pub checkpoint_fetched: bool,
 }
 
 impl fmt::Debug for Witness {
@@ -90,6 +94,7 @@ impl fmt::Debug for Witness {
             (self.recovered, "recovered"),
             (self.state_transferred, "transferred"),
             (self.filled, "filled"),
+            (self.checkpoint_fetched, "checkpoint-fetched"),
         ];
         let on: Vec<&str> = flags
             .iter()
@@ -281,6 +286,16 @@ impl Witness {
         message: Option<&'static str>,
     ) -> Witness {
         let new_state = message == Some("NewState");
+        // Where a fetched checkpoint goes: installed, or staged by a
+        // catch-up or a fill. A NewCheckpoint that completes none leaves
+        // these as they were.
+        let fetched = |r: &Replica<Register>| {
+            (
+                r.checkpoint().map(|c| c.commit),
+                r.catch_up().and_then(|c| c.checkpoint()).map(|c| c.commit),
+                r.commit_number(),
+            )
+        };
         let counts = |r: &Replica<Register>| {
             let c = r.view_change_caches();
             (
@@ -301,6 +316,10 @@ impl Witness {
                 || (old.view_change_caches().fill().is_some()
                     && new.status() == Status::Normal
                     && new.is_primary()),
+            checkpoint_fetched: before.checkpoint_fetched
+                || (message == Some("NewCheckpoint")
+                    && new.restore().is_none()
+                    && (old.restore().is_some() || fetched(old) != fetched(new))),
         }
     }
 }

@@ -168,6 +168,9 @@ impl ModelConfig {
             let fits = self.replicas == 3
                 && match prelude {
                     Prelude::FillNeeded => self.down == 1 && self.message_weight_max == 1,
+                    Prelude::CheckpointBehind => {
+                        self.down == 0 && self.clients == 0 && self.checkpoint_interval == 2
+                    }
                     _ => self.down == 0,
                 };
             if !fits {

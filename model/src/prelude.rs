@@ -6,12 +6,14 @@
 //!
 //! The prelude's requests come from [`PRELUDE_CLIENT`] and only read the
 //! register, so the model's clients' history stays linearizable from the
-//! register's initial value.
+//! register's initial value; a prelude that writes (to give a checkpoint
+//! more than one part) is for models without clients.
 
 use crate::driver::Driver;
 use crate::register::{Register, RegisterOperation};
 use vr::core::{
-    ClientId, CommitNumber, Config, Message, ReplicaId, Request, RequestNumber, Status, Timer, View,
+    ClientId, CommitNumber, Config, Message, OpNumber, ReplicaId, Request, RequestNumber, Status,
+    Timer, View,
 };
 
 /// The client id of the prelude's requests: beyond every model client's.
@@ -39,6 +41,15 @@ pub enum Prelude {
     /// 1 must fill in ops 1-2 from replica 2 before it can start the view.
     /// Needs `down = 1` and `message_weight_max = 1`.
     FillNeeded,
+    /// Replicas 0 and 1 executed ops 1-5 (writes) without replica 2, taking
+    /// a checkpoint every 2 entries, so their logs start after op 2; then
+    /// they changed to view 1 without it. Replica 2, empty and in view 0,
+    /// has heard primary 1's Commit and asked it for the log after op 0:
+    /// entries primary 1 has discarded, so it gets primary 1's checkpoint (at
+    /// op 4, in two parts) and then op 5, and joins view 1. Needs
+    /// `clients = 0` (the prelude's writes are no model client's) and
+    /// `checkpoint_interval = 2`.
+    CheckpointBehind,
 }
 
 impl Prelude {
@@ -46,6 +57,9 @@ impl Prelude {
     pub fn requirement(self) -> &'static str {
         match self {
             Prelude::FillNeeded => "--replicas 3 --down 1 --message-weight-max 1",
+            Prelude::CheckpointBehind => {
+                "--replicas 3 --down 0 --clients 0 --checkpoint-interval 2"
+            }
             _ => "--replicas 3 --down 0",
         }
     }
@@ -121,8 +135,47 @@ impl Prelude {
                 expect(&d, 1, Status::ViewChange, View(1), CommitNumber(0));
                 expect(&d, 2, Status::ViewChange, View(1), CommitNumber(3));
             }
+            Prelude::CheckpointBehind => {
+                let apart = |to: ReplicaId, e: &vr::core::Envelope<Register>| {
+                    to != ReplicaId(2) && e.from != ReplicaId(2)
+                };
+                for request in 1..=5 {
+                    d.request(0, write(request));
+                    d.deliver_while(apart);
+                }
+                d.fire(0, Timer::Heartbeat);
+                d.deliver_while(apart);
+                d.fire(1, Timer::PrimaryTimeout);
+                d.deliver_while(apart);
+                expect(&d, 0, Status::Normal, View(1), CommitNumber(5));
+                expect(&d, 1, Status::Normal, View(1), CommitNumber(5));
+                expect(&d, 2, Status::Normal, View(0), CommitNumber(0));
+                let primary = d.replica(1).expect("up");
+                assert!(
+                    primary.log().base() > OpNumber(0)
+                        && primary.checkpoint().map(|c| c.commit) == Some(CommitNumber(4))
+                        && primary.checkpoint().is_some_and(|c| c.parts().len() > 1),
+                    "prelude: primary 1 has not compacted its log behind a checkpoint of several parts:\n{}",
+                    d.describe()
+                );
+                d.fire(1, Timer::Heartbeat);
+                d.deliver_until(|to, e| {
+                    to == ReplicaId(1) && matches!(e.msg, Message::GetState(_))
+                });
+                expect(&d, 2, Status::ViewChange, View(1), CommitNumber(0));
+            }
         }
         d
+    }
+}
+
+/// A write by the prelude's client: only for preludes of models without
+/// clients, whose history it would otherwise enter.
+fn write(request: u64) -> Request<Register> {
+    Request {
+        operation: RegisterOperation::Write(request as u8),
+        client: PRELUDE_CLIENT,
+        request: RequestNumber(request),
     }
 }
 

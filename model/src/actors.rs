@@ -15,9 +15,15 @@ use vr::core::{
 
 /// A message between actors: replica to replica in the core's envelope, or
 /// between a client and a replica.
+///
+/// A replica's envelope is behind an Arc: every state holds a copy of the
+/// network, and with the envelope inline (the largest message, a
+/// DoViewChange, is 80 bytes and owns a vector of entries) each copy of each
+/// message in flight was a deep clone. An Arc hashes and compares as what it
+/// points to, so the states and their fingerprints are the same.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Msg {
-    Replica(Envelope<Register>),
+    Replica(Arc<Envelope<Register>>),
     Request(Request<Register>),
     Reply(Reply<Register>),
 }
@@ -120,7 +126,10 @@ pub struct ReplicaState {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Kept {
     pub starts: u64,
-    pub durable: Option<vr::core::Durable<Register>>,
+    /// Behind an Arc: every state holds a `Kept` per actor, and the
+    /// durable fields (a log, a client table, a checkpoint) would otherwise
+    /// make each of them large even when absent.
+    pub durable: Option<Arc<vr::core::Durable<Register>>>,
 }
 
 /// A client's state: its next request and, while waiting, the request out.
@@ -192,9 +201,10 @@ impl VrActor {
         for effect in effects {
             match effect {
                 Effect::Send { to, envelope } if to.0 < down => drop(envelope),
-                Effect::Send { to, envelope } => {
-                    o.send(Id::from(usize::from(to.0)), Msg::Replica(envelope))
-                }
+                Effect::Send { to, envelope } => o.send(
+                    Id::from(usize::from(to.0)),
+                    Msg::Replica(Arc::new(envelope)),
+                ),
                 Effect::SetTimer(timer) => o.set_timer(ModelTimer::Replica(timer), model_timeout()),
                 Effect::CancelTimer(timer) => o.cancel_timer(ModelTimer::Replica(timer)),
                 // The prelude's client is not an actor.
@@ -238,7 +248,7 @@ impl VrActor {
             // Durable at the step's end, before anything it sent arrives.
             o.save(Kept {
                 starts: current.starts,
-                durable: Some(next.durable()),
+                durable: Some(Arc::new(next.durable())),
             });
         }
         if next != current.replica || witness != current.witness {
@@ -355,14 +365,14 @@ impl Actor for VrActor {
                             ..
                         }),
                         _,
-                    ) if *durable => Replica::from_durable(*config, kept.clone(), &mut effects)
+                    ) if *durable => Replica::from_durable(*config, (**kept).clone(), &mut effects)
                         .expect("the model's durable state is whole"),
                     (Some(kept), _) => Replica::restart(*config, Nonce(kept.starts), &mut effects),
                 };
                 let starts = storage.as_ref().map_or(0, |k| k.starts) + 1;
                 o.save(Kept {
                     starts,
-                    durable: durable.then(|| replica.durable()),
+                    durable: durable.then(|| Arc::new(replica.durable())),
                 });
                 Self::on_replica_effects(effects, config.replica_count(), *down, o);
                 ActorState::Replica(ReplicaState {
@@ -412,7 +422,7 @@ impl Actor for VrActor {
                 }
                 Self::step_replica(
                     state,
-                    Input::Deliver(envelope),
+                    Input::Deliver(Arc::unwrap_or_clone(envelope)),
                     config.replica_count(),
                     (*down, *durable),
                     o,

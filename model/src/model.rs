@@ -251,7 +251,7 @@ impl ModelConfig {
             .map(|(to, envelope)| Envelope {
                 src: Id::from(usize::from(envelope.from.0)),
                 dst: Id::from(usize::from(to.0)),
-                msg: Msg::Replica(envelope),
+                msg: Msg::Replica(Arc::new(envelope)),
             })
             .collect();
         let (replica_count, requests) = (self.replicas, self.requests);

@@ -98,7 +98,9 @@ pub fn snapshot(cfg: &ModelConfig, state: &VrState) -> Snapshot<Register> {
         .iter_all()
         .filter(|e| usize::from(e.dst) < n)
         .filter_map(|e| match e.msg {
-            Msg::Replica(envelope) => Some((ReplicaId(usize::from(e.dst) as u8), envelope.clone())),
+            Msg::Replica(envelope) => {
+                Some((ReplicaId(usize::from(e.dst) as u8), (**envelope).clone()))
+            }
             _ => None,
         })
         .collect();

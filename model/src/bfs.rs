@@ -165,6 +165,16 @@ where
     /// stopping at the first violation of an `always` property.
     pub fn spawn(model: M, threads: usize, depth: Option<usize>) -> LevelBfs<M> {
         let model = Arc::new(model);
+        // Progress is checked as `always` properties (see liveness.rs):
+        // this search has no notion of `eventually` and would report one
+        // as holding.
+        assert!(
+            model
+                .properties()
+                .iter()
+                .all(|p| p.expectation != Expectation::Eventually),
+            "the level search checks no `eventually` property"
+        );
         let properties = model.properties().len();
         let shared = Arc::new(Shared {
             states: AtomicUsize::new(0),
@@ -472,8 +482,7 @@ where
             let discovered = match property.expectation {
                 Expectation::Always => !holds,
                 Expectation::Sometimes => holds,
-                // The model checks progress as `always` properties (see
-                // liveness.rs); stateright's `eventually` is not supported.
+                // Refused in `spawn`.
                 Expectation::Eventually => false,
             };
             if discovered {

@@ -132,7 +132,7 @@ pub fn all() -> Vec<Scenario> {
             strategy: Strategy::Bfs,
         },
         Scenario {
-            name: "checkpoint",
+            name: "checkpoint-fetch",
             about: "3 replicas, a checkpoint every 2 entries, from a prelude in which replicas 0 and 1 executed ops 1-5 and changed to view 1 without replica 2, which holds nothing and has asked primary 1 for the log: it fetches primary 1's checkpoint in parts, then the entry after it, and joins view 1",
             config: ModelConfig {
                 clients: 0,

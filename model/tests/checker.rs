@@ -168,7 +168,7 @@ fn the_prelude_scenarios_hold_every_property_and_reach_their_deep_paths() {
         "views-past-n",
         "after-recovery",
         "fill",
-        "checkpoint",
+        "checkpoint-fetch",
     ] {
         let scenario = vr_model::scenarios::named(name).unwrap();
         let depth = scenario.depth.unwrap().min(6);
@@ -202,7 +202,7 @@ fn a_backup_that_sends_prepare_ok_against_its_own_commit_number_is_caught_by_a_p
 
 #[test]
 fn a_replica_behind_the_new_primary_s_checkpoint_fetches_it_in_parts_and_then_catches_up() {
-    let scenario = vr_model::scenarios::named("checkpoint").unwrap();
+    let scenario = vr_model::scenarios::named("checkpoint-fetch").unwrap();
     let report = run(scenario.config, 6);
     assert!(report.passed(), "{report:#?}");
     // Primary 1 discarded the entries replica 2 asked for: its checkpoint

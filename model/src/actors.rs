@@ -15,9 +15,15 @@ use vr::core::{
 
 /// A message between actors: replica to replica in the core's envelope, or
 /// between a client and a replica.
+///
+/// A replica's envelope is behind an Arc: every state holds a copy of the
+/// network, and with the envelope inline (the largest message, a
+/// DoViewChange, is 80 bytes and owns a vector of entries) each copy of each
+/// message in flight was a deep clone. An Arc hashes and compares as what it
+/// points to, so the states and their fingerprints are the same.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Msg {
-    Replica(Envelope<Register>),
+    Replica(Arc<Envelope<Register>>),
     Request(Request<Register>),
     Reply(Reply<Register>),
 }
@@ -83,6 +89,10 @@ pub struct Witness {
     /// As primary(v), this replica fetched the committed entries its chosen
     /// log left out (a fill) and started the view.
     pub filled: bool,
+    /// This replica received the last part of another's checkpoint (in
+    /// place of entries that one had discarded) and took it: installed it,
+    /// or staged it for a catch-up or a fill.
+    pub checkpoint_fetched: bool,
 }
 
 impl fmt::Debug for Witness {
@@ -92,6 +102,7 @@ impl fmt::Debug for Witness {
             (self.recovered, "recovered"),
             (self.state_transferred, "transferred"),
             (self.filled, "filled"),
+            (self.checkpoint_fetched, "checkpoint-fetched"),
         ];
         let on: Vec<&str> = flags
             .iter()
@@ -122,7 +133,10 @@ pub struct ReplicaState {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Kept {
     pub starts: u64,
-    pub durable: Option<vr::core::Durable<Register>>,
+    /// Behind an Arc: every state holds a `Kept` per actor, and the
+    /// durable fields (a log, a client table, a checkpoint) would otherwise
+    /// make each of them large even when absent.
+    pub durable: Option<Arc<vr::core::Durable<Register>>>,
 }
 
 /// A client's state: its next request and, while waiting, the request out.
@@ -216,9 +230,10 @@ impl VrActor {
         for effect in effects {
             match effect {
                 Effect::Send { to, envelope } if to.0 < down => drop(envelope),
-                Effect::Send { to, envelope } => {
-                    o.send(Id::from(usize::from(to.0)), Msg::Replica(envelope))
-                }
+                Effect::Send { to, envelope } => o.send(
+                    Id::from(usize::from(to.0)),
+                    Msg::Replica(Arc::new(envelope)),
+                ),
                 Effect::SetTimer(timer) => o.set_timer(ModelTimer::Replica(timer), model_timeout()),
                 Effect::CancelTimer(timer) => o.cancel_timer(ModelTimer::Replica(timer)),
                 // Durable at once: a step is atomic here, and with the
@@ -262,7 +277,7 @@ impl VrActor {
             let kept = apply_persists(stored.get_or_insert_with(Durable::default), &effects);
             o.save(Kept {
                 starts: current.starts,
-                durable: Some(kept),
+                durable: Some(Arc::new(kept)),
             });
         }
         if next != current.replica || witness != current.witness || stored != current.stored {
@@ -325,6 +340,16 @@ impl Witness {
         message: Option<&'static str>,
     ) -> Witness {
         let new_state = message == Some("NewState");
+        // Where a fetched checkpoint goes: installed, or staged by a
+        // catch-up or a fill. A NewCheckpoint that completes none leaves
+        // these as they were.
+        let fetched = |r: &Replica<Register>| {
+            (
+                r.checkpoint().map(|c| c.commit),
+                r.catch_up().and_then(|c| c.checkpoint()).map(|c| c.commit),
+                r.commit_number(),
+            )
+        };
         let counts = |r: &Replica<Register>| {
             let c = r.view_change_caches();
             (
@@ -345,6 +370,10 @@ impl Witness {
                 || (old.view_change_caches().fill().is_some()
                     && new.status() == Status::Normal
                     && new.is_primary()),
+            checkpoint_fetched: before.checkpoint_fetched
+                || (message == Some("NewCheckpoint")
+                    && new.restore().is_none()
+                    && (old.restore().is_some() || fetched(old) != fetched(new))),
         }
     }
 }
@@ -380,7 +409,7 @@ impl Actor for VrActor {
                             ..
                         }),
                         _,
-                    ) if *durable => Replica::from_durable(*config, kept.clone(), &mut effects)
+                    ) if *durable => Replica::from_durable(*config, (**kept).clone(), &mut effects)
                         .expect("the model's durable state is whole"),
                     (Some(kept), _) => Replica::restart(*config, Nonce(kept.starts), &mut effects),
                 };
@@ -390,7 +419,7 @@ impl Actor for VrActor {
                 // restart's holds what the replica persisted before it crashed.
                 let stored = durable.then(|| {
                     let mut stored = match (storage, start) {
-                        (Some(kept), _) => kept.durable.clone().unwrap_or_default(),
+                        (Some(kept), _) => kept.durable.as_deref().cloned().unwrap_or_default(),
                         (None, Some(_)) => replica.durable(),
                         (None, None) => Durable::default(),
                     };
@@ -399,7 +428,7 @@ impl Actor for VrActor {
                 });
                 o.save(Kept {
                     starts,
-                    durable: stored.clone(),
+                    durable: stored.clone().map(Arc::new),
                 });
                 Self::on_replica_effects(effects, config.replica_count(), *down, o);
                 ActorState::Replica(ReplicaState {
@@ -459,7 +488,7 @@ impl Actor for VrActor {
                 }
                 Self::step_replica(
                     state,
-                    Input::Deliver(envelope),
+                    Input::Deliver(Arc::unwrap_or_clone(envelope)),
                     config.replica_count(),
                     (*down, *durable),
                     o,

@@ -2,6 +2,7 @@
 //! the totals, and each discovery's trace as readable steps.
 
 use crate::actors::{ActorState, ModelTimer, Msg, VrActor};
+use crate::bfs::LevelBfs;
 use crate::model::{ModelConfig, VrModel, VrState};
 use serde::Serialize;
 use stateright::actor::{ActorModelAction, Id};
@@ -12,7 +13,9 @@ use std::time::{Duration, Instant};
 /// How to search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
-    /// Breadth-first: finds the shortest counterexample; keeps every state.
+    /// Breadth-first, level by level ([`crate::bfs`]): finds the shortest
+    /// counterexample; keeps the fingerprint of every state, and the full
+    /// states of one level at a time.
     Bfs,
     /// Depth-first: much less memory.
     Dfs,
@@ -113,20 +116,27 @@ impl Report {
 /// Checks the model of `cfg` with `options`.
 pub fn run(model: VrModel, options: &RunOptions) -> Report {
     let started = Instant::now();
-    let mut builder = model
-        .checker()
-        .threads(options.threads.max(1))
-        .finish_when(HasDiscoveries::AnyFailures);
-    if let Some(depth) = options.depth {
-        // stateright counts the initial state as depth 1 and checks only
-        // states below its target depth: N steps need a target of N + 2.
-        builder = builder.target_max_depth(depth + 2);
-    }
+    let stateright = |model: VrModel| {
+        let builder = model
+            .checker()
+            .threads(options.threads.max(1))
+            .finish_when(HasDiscoveries::AnyFailures);
+        match options.depth {
+            // stateright counts the initial state as depth 1 and checks only
+            // states below its target depth: N steps need a target of N + 2.
+            Some(depth) => builder.target_max_depth(depth + 2),
+            None => builder,
+        }
+    };
     match options.strategy {
-        Strategy::Bfs => finish(builder.spawn_bfs(), started, options),
-        Strategy::Dfs => finish(builder.spawn_dfs(), started, options),
+        Strategy::Bfs => finish(
+            LevelBfs::spawn(model, options.threads.max(1), options.depth),
+            started,
+            options,
+        ),
+        Strategy::Dfs => finish(stateright(model).spawn_dfs(), started, options),
         Strategy::Simulation => finish(
-            builder.spawn_simulation(0, UniformChooser),
+            stateright(model).spawn_simulation(0, UniformChooser),
             started,
             options,
         ),

@@ -9,6 +9,7 @@
 
 pub mod actors;
 pub mod bench;
+pub mod bfs;
 pub mod check;
 pub mod driver;
 pub mod invariants;

@@ -181,6 +181,9 @@ impl ModelConfig {
             let fits = self.replicas == 3
                 && match prelude {
                     Prelude::FillNeeded => self.down == 1 && self.message_weight_max == 1,
+                    Prelude::CheckpointBehind => {
+                        self.down == 0 && self.clients == 0 && self.checkpoint_interval == 2
+                    }
                     _ => self.down == 0,
                 };
             if !fits {
@@ -278,7 +281,7 @@ impl ModelConfig {
             .map(|(to, envelope)| Envelope {
                 src: Id::from(usize::from(envelope.from.0)),
                 dst: Id::from(usize::from(to.0)),
-                msg: Msg::Replica(envelope),
+                msg: Msg::Replica(Arc::new(envelope)),
             })
             .collect();
         let (replica_count, requests) = (self.replicas, self.requests);

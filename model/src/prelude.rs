@@ -11,6 +11,8 @@
 //! [`prelude_client`], a session of its own; they only read the register, so
 //! the model's clients' history stays linearizable from the register's
 //! initial value.
+//! A prelude that writes (to give a checkpoint more than one part) is for
+//! models without clients, whose history the writes would otherwise enter.
 
 use crate::driver::Driver;
 use crate::register::{Register, RegisterOperation};
@@ -81,6 +83,16 @@ pub enum Prelude {
     /// 1 must fill in ops 1-2 from replica 2 before it can start the view.
     /// Needs `down = 1` and `message_weight_max = 1`.
     FillNeeded,
+    /// Replicas 0 and 1 executed six writes (ops 2-7, after the prelude's
+    /// session at op 1) without replica 2, taking a checkpoint every 2
+    /// entries, so their checkpoint is at op 6 and their logs start after op
+    /// 4; then they changed to view 1 without it. Replica 2, at op 1 and in
+    /// view 0, has heard primary 1's Commit and asked it for the log after op
+    /// 1: entries primary 1 has discarded, so it gets primary 1's checkpoint
+    /// (in two parts) and then op 7, and joins view 1. Needs `clients = 0`
+    /// (the prelude's writes are no model client's) and
+    /// `checkpoint_interval = 2`.
+    CheckpointBehind,
 }
 
 impl Prelude {
@@ -88,6 +100,9 @@ impl Prelude {
     pub fn requirement(self) -> &'static str {
         match self {
             Prelude::FillNeeded => "--replicas 3 --down 1 --message-weight-max 1",
+            Prelude::CheckpointBehind => {
+                "--replicas 3 --down 0 --clients 0 --checkpoint-interval 2"
+            }
             _ => "--replicas 3 --down 0",
         }
     }
@@ -110,6 +125,7 @@ impl Prelude {
         let base = u64::from(clients) + 1;
         let client = prelude_client(clients);
         let read = |request: u64| read(client, request);
+        let write = |request: u64| write(client, request);
         let expect = |d: &Driver<Register>, id, status, view, commit: CommitNumber| {
             expect(d, id, status, view, CommitNumber(base + commit.0))
         };
@@ -170,7 +186,51 @@ impl Prelude {
                 expect(d, 1, Status::ViewChange, View(1), CommitNumber(0));
                 expect(d, 2, Status::ViewChange, View(1), CommitNumber(3));
             }
+            Prelude::CheckpointBehind => {
+                let apart = |to: ReplicaId, e: &vr::core::Envelope<Register>| {
+                    to != ReplicaId(2) && e.from != ReplicaId(2)
+                };
+                // After the sessions' Registers (ops 1 .. base), base + 1 ..
+                // base + 6: a checkpoint every 2 executed entries leaves
+                // primary 1 one at base + 5 with its log starting after the
+                // previous one, so replica 2 (at op base) needs the
+                // checkpoint, then the entry after it.
+                for request in 1..=6 {
+                    d.request(0, write(request));
+                    d.deliver_while(apart);
+                }
+                d.fire(0, Timer::Heartbeat);
+                d.deliver_while(apart);
+                d.fire(1, Timer::PrimaryTimeout);
+                d.deliver_while(apart);
+                expect(d, 0, Status::Normal, View(1), CommitNumber(6));
+                expect(d, 1, Status::Normal, View(1), CommitNumber(6));
+                expect(d, 2, Status::Normal, View(0), CommitNumber(0));
+                let primary = d.replica(1).expect("up");
+                assert!(
+                    primary.log().base() > OpNumber(base)
+                        && primary.checkpoint().map(|c| c.commit) == Some(CommitNumber(base + 5))
+                        && primary.checkpoint().is_some_and(|c| c.parts().len() > 1),
+                    "prelude: primary 1 has not compacted its log behind a checkpoint of several parts:\n{}",
+                    d.describe()
+                );
+                d.fire(1, Timer::Heartbeat);
+                d.deliver_until(|to, e| {
+                    to == ReplicaId(1) && matches!(e.msg, Message::GetState(_))
+                });
+                expect(d, 2, Status::ViewChange, View(1), CommitNumber(0));
+            }
         }
+    }
+}
+
+/// A write by the prelude's client: only for preludes of models without
+/// clients, whose history it would otherwise enter.
+fn write(client: ClientId, request: u64) -> Request<Register> {
+    Request {
+        operation: Command::Apply(RegisterOperation::Write(request as u8)),
+        client,
+        request: RequestNumber(request),
     }
 }
 

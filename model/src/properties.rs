@@ -36,6 +36,9 @@ pub const STATE_TRANSFERRED: &str = "a state transfer completed";
 /// `sometimes`: primary(v) filled in the committed entries its chosen log
 /// left out, and started the view.
 pub const FILLED: &str = "a new primary filled in its log and started the view";
+/// `sometimes`: a replica took another's checkpoint in place of the entries
+/// that one had discarded.
+pub const CHECKPOINT_FETCHED: &str = "a replica fetched another's checkpoint";
 /// `sometimes`: a replica is primary, Normal, in a view of n or more: it has
 /// been primary before (views past n).
 pub const PRIMARY_AGAIN: &str = "a replica is primary a second time";
@@ -99,7 +102,9 @@ pub fn snapshot(cfg: &ModelConfig, state: &VrState) -> Snapshot<Register> {
         .iter_all()
         .filter(|e| usize::from(e.dst) < n)
         .filter_map(|e| match e.msg {
-            Msg::Replica(envelope) => Some((ReplicaId(usize::from(e.dst) as u8), envelope.clone())),
+            Msg::Replica(envelope) => {
+                Some((ReplicaId(usize::from(e.dst) as u8), (**envelope).clone()))
+            }
             _ => None,
         })
         .collect();
@@ -169,6 +174,10 @@ fn filled(_: &VrModel, state: &VrState) -> bool {
     live_replicas(state).any(|(_, r)| r.witness.filled)
 }
 
+fn checkpoint_fetched(_: &VrModel, state: &VrState) -> bool {
+    live_replicas(state).any(|(_, r)| r.witness.checkpoint_fetched)
+}
+
 fn primary_again(model: &VrModel, state: &VrState) -> bool {
     let n = u64::from(model.cfg.replicas);
     up(state)
@@ -198,8 +207,11 @@ pub fn invariant_ids() -> Vec<&'static str> {
 /// The `sometimes` properties a run with these bounds can witness.
 pub fn expected_sometimes(cfg: &ModelConfig) -> Vec<&'static str> {
     let mut names = vec![VIEW_CHANGE_COMPLETED, PEER_DISCONNECTED];
-    // Without resends or a duplicating network no message arrives twice.
-    if cfg.attempts_max > 1 || cfg.duplicating {
+    // Without resends or a duplicating network no message arrives twice;
+    // from the checkpoint prelude, every replica is in view 1 already, so
+    // without a view past it there is no view change to count in.
+    let view_change_ahead = cfg.prelude != Some(Prelude::CheckpointBehind) || cfg.max_view >= 2;
+    if (cfg.attempts_max > 1 || cfg.duplicating) && view_change_ahead {
         names.push(DUPLICATE_NOT_COUNTED);
     }
     if cfg.clients > 0 && cfg.requests > 0 {
@@ -214,6 +226,11 @@ pub fn expected_sometimes(cfg: &ModelConfig) -> Vec<&'static str> {
     }
     if cfg.prelude == Some(Prelude::FillNeeded) {
         names.push(FILLED);
+    }
+    if cfg.prelude == Some(Prelude::CheckpointBehind) {
+        // Replica 2 must fetch primary 1's checkpoint, then catch up to
+        // view 1 by state transfer.
+        names.extend([CHECKPOINT_FETCHED, STATE_TRANSFERRED]);
     }
     if cfg.max_view >= u64::from(cfg.replicas) {
         names.push(PRIMARY_AGAIN);
@@ -235,9 +252,10 @@ pub fn add_all(mut model: VrModel) -> VrModel {
     model = model.property(Expectation::Always, LINEARIZABLE, linearizable);
     model = model.property(Expectation::Always, liveness::LIVE_COMMIT, live_commit);
     model = model.property(Expectation::Always, liveness::LIVE_VIEW, live_view);
-    let sometimes: [(&'static str, Condition); 10] = [
+    let sometimes: [(&'static str, Condition); 11] = [
         (SESSION_EXPIRED, |_, state| state.history.expired),
         (FILLED, filled),
+        (CHECKPOINT_FETCHED, checkpoint_fetched),
         (PRIMARY_AGAIN, primary_again),
         (REQUEST_COMMITTED, request_committed),
         (VIEW_CHANGE_COMPLETED, view_change_completed),

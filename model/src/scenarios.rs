@@ -166,6 +166,18 @@ pub fn all() -> Vec<Scenario> {
             depth: Some(6),
             strategy: Strategy::Bfs,
         },
+        Scenario {
+            name: "checkpoint-fetch",
+            about: "3 replicas, a checkpoint every 2 entries, from a prelude in which replicas 0 and 1 executed 6 writes (checkpoint at op 6, logs after op 4) and changed to view 1 without replica 2, which holds only the sessions and has asked primary 1 for the log: it fetches primary 1's checkpoint in parts, then the entry after it, and joins view 1",
+            config: ModelConfig {
+                clients: 0,
+                checkpoint_interval: 2,
+                prelude: Some(Prelude::CheckpointBehind),
+                ..base.clone()
+            },
+            depth: Some(8),
+            strategy: Strategy::Bfs,
+        },
     ]
 }
 

@@ -186,6 +186,7 @@ fn the_prelude_scenarios_hold_every_property_and_reach_their_deep_paths() {
         "views-past-n",
         "after-recovery",
         "fill",
+        "checkpoint-fetch",
     ] {
         let scenario = vr_model::scenarios::named(name).unwrap();
         let depth = scenario.depth.unwrap().min(6);
@@ -215,4 +216,55 @@ fn a_backup_that_sends_prepare_ok_against_its_own_commit_number_is_caught_by_a_p
     let fixed = run(cfg, 6);
     assert_eq!(status(&fixed, "LIVE-COMMIT"), "holds");
     assert_eq!(status(&fixed, "LIVE-VIEW"), "holds");
+}
+
+#[test]
+fn a_replica_behind_the_new_primary_s_checkpoint_fetches_it_in_parts_and_then_catches_up() {
+    let scenario = vr_model::scenarios::named("checkpoint-fetch").unwrap();
+    let report = run(scenario.config, 6);
+    assert!(report.passed(), "{report:#?}");
+    // Primary 1 discarded the entries replica 2 asked for: its checkpoint
+    // goes instead, the second part on replica 2's GetCheckpoint.
+    let fetched = trace(&report, properties::CHECKPOINT_FETCHED);
+    assert!(
+        fetched.iter().any(|s| s.contains("GetCheckpoint"))
+            && fetched.last().is_some_and(|s| s.contains("NewCheckpoint")),
+        "{fetched:#?}"
+    );
+    // Then the entry after the checkpoint, by state transfer, and replica 2
+    // is Normal in view 1.
+    let transferred = trace(&report, properties::STATE_TRANSFERRED);
+    let last = transferred.last().expect("a step");
+    assert!(
+        // Op 1 is the prelude's session (spec/protocol.md, "Client
+        // sessions"), ops 2-7 its writes, the checkpoint at op 6.
+        last.starts_with("r1 -> r2: NewState") && last.ends_with("r2 Normal v1 op7 c7"),
+        "{transferred:#?}"
+    );
+}
+
+#[test]
+fn the_level_by_level_search_explores_what_stateright_s_breadth_first_search_explores() {
+    use stateright::{Checker, Model};
+    let depth = 5;
+    let theirs = ModelConfig::default()
+        .into_model()
+        .unwrap()
+        .checker()
+        .target_max_depth(depth + 2)
+        .spawn_bfs()
+        .join();
+    for threads in [1, 2] {
+        let options = RunOptions {
+            threads,
+            ..bfs(depth)
+        };
+        let ours = check::run(ModelConfig::default().into_model().unwrap(), &options);
+        assert!(ours.complete);
+        assert_eq!(
+            (ours.unique_states, ours.states),
+            (theirs.unique_state_count(), theirs.state_count()),
+            "{threads} threads"
+        );
+    }
 }

@@ -69,8 +69,8 @@ fn a_backup_due_to_count_its_primary_disconnected_leaves_progress_to_live_view()
     // starts a view change (spec/protocol.md, "Disconnection"), however
     // healthy 1 is: the losses already ran that detector down. The next
     // primary is recovering, so only ViewChangeTimeout, a failure detector,
-    // forms a view. LIVE-COMMIT claims nothing there; LIVE-VIEW still claims a view
-    // forms and commits.
+    // forms a view. LIVE-COMMIT claims nothing there; LIVE-VIEW still claims
+    // a view forms and commits.
     let d = prepare_ok_lost(ATTEMPTS_MAX);
     assert_eq!(liveness::live_commit(&d), Ok(()));
     assert_eq!(liveness::live_view(&d), Ok(()));

@@ -16,6 +16,13 @@
 //!   of replicas up and not recovering, commits every entry in its log using
 //!   only Heartbeat, Resend and RecoveryRetry: no failure detector (primary
 //!   or view-change timeout) needs to fire.
+//!   The Resend timer is a failure detector too, on its last expiry: a
+//!   backup whose message to its primary has spent its attempts counts the
+//!   primary disconnected and starts a view change (spec/protocol.md,
+//!   "Disconnection"). So LIVE-COMMIT claims nothing once a backup of the
+//!   primary's view holds a message to it on its last attempt: losses before
+//!   the network turned synchronous have already run that detector down, and
+//!   what follows is LIVE-VIEW's claim.
 //! - LIVE-VIEW: with a quorum of replicas up and not recovering, a view forms
 //!   and its primary commits every entry it holds, once the primary and
 //!   view-change timeouts may fire as well: a failed primary, or a failed
@@ -25,7 +32,7 @@
 //! own runs (the simulator's settle phase).
 
 use crate::driver::Driver;
-use vr::core::{Replica, ReplicaId, StateMachine, Status, Timer, View};
+use vr::core::{MessageId, Replica, ReplicaId, StateMachine, Status, Timer, View};
 
 /// A cluster as the progress checks see it: each replica (`None` while
 /// crashed) with the timers it has set, and the replica messages in flight.
@@ -74,6 +81,22 @@ impl<S: StateMachine> Driver<S> {
             .iter()
             .flatten()
             .find(|r| r.status() == Status::Normal && r.view() == view && r.is_primary())
+    }
+
+    /// Whether a backup in `leader`'s view holds a message to it on its last
+    /// attempt, with neither a copy nor its Ack in flight: that backup's next
+    /// Resend expiry counts its primary disconnected and starts a view
+    /// change, a failure detector firing (spec/protocol.md, "Disconnection").
+    fn leader_due_to_be_suspected(&self, leader: &Replica<S>) -> bool {
+        let in_flight = |id: MessageId| self.in_flight.iter().any(|(_, e)| e.id == id);
+        self.replicas.iter().flatten().any(|r| {
+            r.id() != leader.id()
+                && r.status() != Status::Recovering
+                && r.view() == leader.view()
+                && r.delivery().unconfirmed().iter().any(|(&id, u)| {
+                    u.to == leader.id() && u.attempts >= r.config().attempts_max() && !in_flight(id)
+                })
+        })
     }
 
     /// Whether a leader holds every entry it had as `target` committed.
@@ -128,12 +151,14 @@ impl<S: StateMachine> Driver<S> {
 }
 
 /// LIVE-COMMIT over `snapshot`: vacuously true unless a primary is Normal in
-/// the newest view with a quorum of replicas up and not recovering.
+/// the newest view with a quorum of replicas up and not recovering, and no
+/// backup of its view is due to suspect it (its Resend timer's last expiry is
+/// a failure detector, which LIVE-COMMIT does not let fire).
 pub fn live_commit<S: StateMachine>(snapshot: &Snapshot<S>) -> Result<(), String> {
     let Some(leader) = snapshot.leader() else {
         return Ok(());
     };
-    if snapshot.healthy() < snapshot.quorum() {
+    if snapshot.healthy() < snapshot.quorum() || snapshot.leader_due_to_be_suspected(leader) {
         return Ok(());
     }
     let target = (leader.id(), leader.view(), leader.op_number());

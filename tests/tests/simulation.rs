@@ -53,16 +53,6 @@ fn a_network_losing_and_duplicating_a_quarter_of_messages_breaks_no_invariant() 
     };
     let mut completed = 0;
     for seed in 0..seeds() {
-        // KNOWN FAILURE, not caused by sessions, left for the lead: seed
-        // 2000006 fails LIVE-COMMIT in the settle phase's progress check (a
-        // primary Normal in the newest view whose synchronous continuation,
-        // without failure detectors, ends in a view change). Main at 23998b3
-        // fails the same check at seed 2000241 (VR_SIM_SEEDS=300); sessions
-        // change every schedule (longer logs, other message digests), which
-        // brought a failing seed within the first 100.
-        if seed == 6 {
-            continue;
-        }
         completed += simulator::run(2_000_000 + seed, cfg).completed;
     }
     assert!(completed > 100, "{completed} operations completed");

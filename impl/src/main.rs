@@ -466,8 +466,8 @@ fn status(target: &Target) -> Result<(), Failure> {
     let client = Client::new(cluster)?;
     let reports = client.statuses(Duration::from_millis(500))?;
     println!(
-        "{:<8} {:<22} {:<11} {:>6} {:>10} {:>10}  {:<12} dropped",
-        "replica", "address", "status", "view", "op", "commit", "connected"
+        "{:<8} {:<22} {:<11} {:>6} {:>10} {:>10} {:>9}  {:<12} dropped",
+        "replica", "address", "status", "view", "op", "commit", "sessions", "connected"
     );
     let mut answered = 0;
     for (id, (address, report)) in addresses.iter().zip(reports).enumerate() {
@@ -475,13 +475,14 @@ fn status(target: &Target) -> Result<(), Failure> {
             Some(r) => {
                 let connected: Vec<String> = r.connected.iter().map(|p| p.0.to_string()).collect();
                 println!(
-                    "{:<8} {:<22} {:<11} {:>6} {:>10} {:>10}  {:<12} {} (malformed {}, wrong version {}, wrong cluster {}, oversized {}, unauthenticated {}, forged {}, unexpected {}; unsendable {})",
+                    "{:<8} {:<22} {:<11} {:>6} {:>10} {:>10} {:>9}  {:<12} {} (malformed {}, wrong version {}, wrong cluster {}, oversized {}, unauthenticated {}, forged {}, unexpected {}; unsendable {})",
                     id,
                     address,
                     r.status,
                     r.view.0,
                     r.op.0,
                     r.commit.0,
+                    r.sessions,
                     if connected.is_empty() {
                         "-".to_string()
                     } else {

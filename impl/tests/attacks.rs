@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vr::app::{KvOperation, KvOutput};
-use vr::client::Client;
+use vr::client::{Client, ClientError};
 use vr::core::{
     ClientId, CommitNumber, Entry, Envelope, Message, MessageId, OpNumber, Prepare, ReplicaId,
     Request, RequestNumber, StartViewChange, View,
@@ -42,6 +42,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(name: &str, cluster_id: u32) -> Cluster {
+        Cluster::start_with(name, cluster_id, |_| {})
+    }
+
+    /// A cluster whose configuration `adjust` changes first.
+    fn start_with(name: &str, cluster_id: u32, adjust: impl Fn(&mut ClusterConfig)) -> Cluster {
         let dir = std::env::temp_dir().join(format!("vr-attack-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -52,6 +57,7 @@ impl Cluster {
         drop(sockets);
         let mut config = ClusterConfig::new(cluster_id, addresses).unwrap();
         config.key_file = Some(dir.join("cluster.key"));
+        adjust(&mut config);
         vr::runtime::keyfile::generate(&dir.join("cluster.key"), true).unwrap();
         let path = dir.join("cluster.toml");
         std::fs::write(&path, config.to_toml()).unwrap();
@@ -527,4 +533,65 @@ fn replaying_captured_authenticated_datagrams_changes_nothing() {
         "{} captured datagrams replayed twice: nothing changed",
         captured.len()
     );
+}
+
+#[test]
+fn a_flood_of_sessions_from_distinct_client_ids_leaves_the_client_table_bounded() {
+    const MAX: u64 = 20;
+    let cluster = Cluster::start_with("flood", 25, |c| c.client_table_max = MAX);
+    let mut early = cluster.client();
+    assert_eq!(early.call(put("a", "1")).unwrap(), KvOutput::Stored);
+    // A key holder's flood: Registers, each under a new provisional id, to
+    // the primary.
+    let key = cluster.key();
+    let flooder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..500u64 {
+        let register = Packet::Request(Request {
+            operation: vr::core::Command::Register,
+            client: ClientId::provisional(1_000_000 + i),
+            request: RequestNumber(1),
+        });
+        let bytes = wire::encode(&key, Sender::Client, 25, &register).unwrap();
+        flooder.send_to(&bytes, cluster.address(0)).unwrap();
+        if i % 25 == 24 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // Wait until the replicas agree and stop moving.
+    let observer = cluster.client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    let reports = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let reports = cluster.statuses(&observer);
+        let commits: Vec<u64> = reports.iter().map(|r| r.commit.0).collect();
+        let settled = commits.iter().all(|c| *c == commits[0]);
+        if settled && last == Some(commits[0]) {
+            break reports;
+        }
+        last = settled.then_some(commits[0]);
+        assert!(
+            Instant::now() < deadline,
+            "the replicas do not settle: {reports:?}"
+        );
+    };
+    assert!(
+        reports[0].commit.0 >= 200,
+        "most Registers executed: {reports:?}"
+    );
+    for r in &reports {
+        assert!(
+            r.sessions >= 1 && r.sessions <= MAX,
+            "replica {:?} holds {} sessions, bound {MAX}",
+            r.id,
+            r.sessions
+        );
+    }
+    // The early client's session was pruned: its next request is answered
+    // SessionExpired and not executed; its next call opens a new session.
+    assert!(
+        matches!(early.call(put("a", "2")), Err(ClientError::SessionExpired)),
+        "a pruned session's request"
+    );
+    assert_eq!(get(&mut early, "a"), value("1"));
 }

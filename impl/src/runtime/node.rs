@@ -409,6 +409,7 @@ impl Node {
                 .others()
                 .filter(|p| r.delivery().is_connected(*p))
                 .collect(),
+            sessions: r.client_table().len() as u64,
             counters: self.counters,
         }
     }

@@ -103,6 +103,8 @@ pub struct StatusReport {
     pub commit: CommitNumber,
     /// Peers not counted as disconnected.
     pub connected: Vec<ReplicaId>,
+    /// Client sessions in the client table (at most `client_table_max`).
+    pub sessions: u64,
     pub counters: Counters,
 }
 

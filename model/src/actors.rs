@@ -125,7 +125,8 @@ pub struct ReplicaState {
     /// it, by applying each `Effect::Persist` the core emitted
     /// (`Durable::apply`), so that a restart tests the Persist stream, not a
     /// snapshot of the record.
-    pub stored: Option<Durable<Register>>,
+    /// Shared with the storage the actor saves: one copy, not two.
+    pub stored: Option<Arc<Durable<Register>>>,
 }
 
 /// What survives a replica's crash: its count of starts (the nonce of its
@@ -274,10 +275,10 @@ impl VrActor {
         let mut stored = current.stored.clone();
         if durable && effects.iter().any(|e| matches!(e, Effect::Persist(_))) {
             // Durable at the step's end, before anything it sent arrives.
-            let kept = apply_persists(stored.get_or_insert_with(Durable::default), &effects);
+            apply_persists(Arc::make_mut(stored.get_or_insert_default()), &effects);
             o.save(Kept {
                 starts: current.starts,
-                durable: Some(Arc::new(kept)),
+                durable: stored.clone(),
             });
         }
         if next != current.replica || witness != current.witness || stored != current.stored {
@@ -296,18 +297,13 @@ impl VrActor {
     }
 }
 
-/// Applies a step's `Persist` effects, in order, to what storage holds, and
-/// returns the result.
-fn apply_persists(
-    stored: &mut Durable<Register>,
-    effects: &[Effect<Register>],
-) -> Durable<Register> {
+/// Applies a step's `Persist` effects, in order, to what storage holds.
+fn apply_persists(stored: &mut Durable<Register>, effects: &[Effect<Register>]) {
     for effect in effects {
         if let Effect::Persist(persist) = effect {
             stored.apply(persist);
         }
     }
-    stored.clone()
 }
 
 /// What delivering `input` to `replica` will witness, judged before the step.
@@ -424,11 +420,11 @@ impl Actor for VrActor {
                         (None, None) => Durable::default(),
                     };
                     apply_persists(&mut stored, &effects);
-                    stored
+                    Arc::new(stored)
                 });
                 o.save(Kept {
                     starts,
-                    durable: stored.clone().map(Arc::new),
+                    durable: stored.clone(),
                 });
                 Self::on_replica_effects(effects, config.replica_count(), *down, o);
                 ActorState::Replica(ReplicaState {

@@ -24,6 +24,19 @@ fn apply(client: ClientId, request: u64, operation: vr::app::KvOperation) -> Req
     }
 }
 
+/// Registers the client of `secret` through primary 0 as the next entry
+/// after the harness's sessions, and returns the id the cluster granted it.
+fn open_session(cluster: &mut Cluster, secret: u64) -> ClientId {
+    cluster.step(ReplicaId(0), Input::Request(register(secret)));
+    cluster.deliver_all();
+    let granted = ClientId::granted(op(1), secret);
+    assert_eq!(
+        cluster.outcomes_to(ClientId::provisional(secret), 1),
+        vec![&Outcome::Registered(granted)]
+    );
+    granted
+}
+
 /// A cluster whose client table holds at most the harness's sessions.
 fn full_cluster() -> Cluster {
     let config = Config::new(3, ReplicaId(0))
@@ -53,13 +66,7 @@ fn assert_tables_agree(cluster: &mut Cluster) {
 #[test]
 fn a_register_opens_a_session_named_by_its_op_number_and_the_client_secret() {
     let mut cluster = Cluster::new(3);
-    cluster.step(ReplicaId(0), Input::Request(register(42)));
-    cluster.deliver_all();
-    let granted = ClientId::granted(op(1), 42);
-    assert_eq!(
-        cluster.outcomes_to(ClientId::provisional(42), 1),
-        vec![&Outcome::Registered(granted)]
-    );
+    let granted = open_session(&mut cluster, 42);
     cluster.step(
         ReplicaId(0),
         Input::Request(apply(granted, 1, put("k", "v"))),
@@ -213,13 +220,7 @@ fn a_new_primary_whose_commit_number_lags_a_granted_session_makes_its_client_wai
     let mut cluster = Cluster::new(3);
     // Primary 0 commits a Register and replies, but the backups learn no
     // commit-number for it before 0 fails.
-    cluster.step(ReplicaId(0), Input::Request(register(42)));
-    cluster.deliver_all();
-    let granted = ClientId::granted(op(1), 42);
-    assert_eq!(
-        cluster.outcomes_to(ClientId::provisional(42), 1),
-        vec![&Outcome::Registered(granted)]
-    );
+    let granted = open_session(&mut cluster, 42);
     cluster.crash(0);
     cluster.fire(1, vr::core::Timer::PrimaryTimeout);
     // The view forms; replica 2's PrepareOks for the Register are lost.

@@ -114,12 +114,6 @@ impl<S: StateMachine> Default for Durable<S> {
 }
 
 impl<S: StateMachine> Durable<S> {
-    /// The op-number of the last entry kept (or of the checkpoint).
-    pub fn op_number(&self) -> OpNumber {
-        let last = OpNumber(self.first.0 - 1 + self.entries.len() as u64);
-        last.max(self.checkpoint_op())
-    }
-
     fn checkpoint_op(&self) -> OpNumber {
         self.checkpoint
             .as_ref()

@@ -71,9 +71,28 @@ impl<S: StateMachine> Delivery<S> {
         self.unconfirmed.is_empty() && self.disconnected.is_empty()
     }
 
-    /// INV-DELIVERY-BOUNDED, for one replica.
-    pub(super) fn check(&self, config: &Config) -> Result<(), String> {
+    /// INV-DELIVERY-BOUNDED, for one replica in `view`, `recovering` or
+    /// not.
+    pub(super) fn check(
+        &self,
+        config: &Config,
+        view: View,
+        recovering: bool,
+    ) -> Result<(), String> {
         for (id, u) in self.unconfirmed.iter() {
+            // Entering a view forgets older views' messages and the
+            // Recovery messages (`forget_older_views`); a recovering
+            // replica's view is the one it fetches from, not one it entered.
+            if !recovering {
+                if u.msg.view().is_some_and(|v| v < view) {
+                    return Err(format!("{id:?} of an older view than {view:?}"));
+                }
+                if matches!(u.msg, Message::Recovery(_)) {
+                    return Err(format!(
+                        "{id:?} is a Recovery, but the replica is not recovering"
+                    ));
+                }
+            }
             if *id != MessageId::of(u.to, &u.msg) {
                 return Err(format!("unconfirmed {id:?} is not the id of its content"));
             }

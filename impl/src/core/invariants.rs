@@ -44,7 +44,10 @@ pub fn replica_invariants<S: StateMachine>() -> [(&'static str, ReplicaCheck<S>)
                 r.config.client_table_max(),
             )
         }),
-        ("INV-DELIVERY-BOUNDED", |r| r.delivery.check(&r.config)),
+        ("INV-DELIVERY-BOUNDED", |r| {
+            r.delivery
+                .check(&r.config, r.view, r.status == Status::Recovering)
+        }),
         ("INV-RECOVERING-SILENT", recovering_silent),
     ]
 }

@@ -27,6 +27,11 @@
 //!   and its primary commits every entry it holds, once the primary and
 //!   view-change timeouts may fire as well: a failed primary, or a failed
 //!   next primary, never stalls the cluster.
+//! - LIVE-JOIN: under LIVE-COMMIT's conditions, every replica that is up
+//!   becomes Normal in the primary's view with the same timers alone: a
+//!   replica left behind (an older view, a view change it missed, a
+//!   recovery) catches up from the primary's messages, and needs no failure
+//!   detector to rejoin.
 //!
 //! The simulator and the real-process tests check the same claims on their
 //! own runs (the simulator's settle phase).
@@ -43,8 +48,11 @@ pub const LIVE_COMMIT: &str = "LIVE-COMMIT";
 /// LIVE-VIEW's id.
 pub const LIVE_VIEW: &str = "LIVE-VIEW";
 
+/// LIVE-JOIN's id.
+pub const LIVE_JOIN: &str = "LIVE-JOIN";
+
 /// The ids of the progress properties.
-pub const IDS: [&str; 2] = [LIVE_COMMIT, LIVE_VIEW];
+pub const IDS: [&str; 3] = [LIVE_COMMIT, LIVE_VIEW, LIVE_JOIN];
 
 /// Synchronous rounds a continuation may take. Each round delivers every
 /// message, then lets one period of each timer allowed pass. A recovery, a
@@ -97,6 +105,17 @@ impl<S: StateMachine> Driver<S> {
                     u.to == leader.id() && u.attempts >= r.config().attempts_max() && !in_flight(id)
                 })
         })
+    }
+
+    /// Whether every replica that is up is Normal in a leader's view.
+    fn joined(&self) -> bool {
+        let Some(view) = self.leader().map(Replica::view) else {
+            return false;
+        };
+        self.replicas
+            .iter()
+            .flatten()
+            .all(|r| r.status() == Status::Normal && r.view() == view)
     }
 
     /// Whether a leader holds every entry it had as `target` committed.
@@ -191,11 +210,35 @@ pub fn live_view<S: StateMachine>(snapshot: &Snapshot<S>) -> Result<(), String> 
     ))
 }
 
+/// LIVE-JOIN over `snapshot`: vacuously true where LIVE-COMMIT is, and
+/// where every replica that is up is Normal in the primary's view already.
+pub fn live_join<S: StateMachine>(snapshot: &Snapshot<S>) -> Result<(), String> {
+    let Some(leader) = snapshot.leader() else {
+        return Ok(());
+    };
+    if snapshot.healthy() < snapshot.quorum()
+        || snapshot.leader_due_to_be_suspected(leader)
+        || snapshot.joined()
+    {
+        return Ok(());
+    }
+    let (id, view) = (leader.id(), leader.view());
+    let mut run = snapshot.clone();
+    if run.continue_until(false, Snapshot::joined) {
+        return Ok(());
+    }
+    Err(format!(
+        "primary {id:?} of {view:?} had a quorum, and with a synchronous network and the heartbeats some replica that was up did not become Normal in its view:\n{}",
+        run.describe()
+    ))
+}
+
 /// Checks the progress property `id`.
 pub fn check<S: StateMachine>(id: &str, snapshot: &Snapshot<S>) -> Result<(), String> {
     match id {
         LIVE_COMMIT => live_commit(snapshot),
         LIVE_VIEW => live_view(snapshot),
+        LIVE_JOIN => live_join(snapshot),
         other => panic!("no progress property is named {other}"),
     }
 }

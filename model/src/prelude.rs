@@ -93,6 +93,14 @@ pub enum Prelude {
     /// (the prelude's writes are no model client's) and
     /// `checkpoint_interval = 2`.
     CheckpointBehind,
+    /// Replica 0, primary of view 0, was cut off while replicas 1 and 2
+    /// changed to view 1; it heard primary 1's Commit and asked it for view
+    /// 1's log, but the GetState was lost. Meanwhile 1 and 2 changed to view
+    /// 2 without it, and primary 2's Commit is on its way to 0: replica 0,
+    /// catching up to view 1, hears of view 2 and must move on to it and
+    /// fetch view 2's log from primary 2 (LIVE-JOIN; wrong variant
+    /// `CatchUpIgnoresNewerView`).
+    CatchUpOvertaken,
 }
 
 impl Prelude {
@@ -219,6 +227,66 @@ impl Prelude {
                     to == ReplicaId(1) && matches!(e.msg, Message::GetState(_))
                 });
                 expect(d, 2, Status::ViewChange, View(1), CommitNumber(0));
+            }
+            Prelude::CatchUpOvertaken => {
+                let apart = |to: ReplicaId, e: &vr::core::Envelope<Register>| {
+                    to != ReplicaId(0) && e.from != ReplicaId(0)
+                };
+                d.request(0, read(1));
+                d.deliver_all();
+                d.fire(0, Timer::Heartbeat);
+                d.deliver_all();
+                // View 1 without replica 0, and an entry 0 lacks.
+                d.fire(1, Timer::PrimaryTimeout);
+                d.deliver_while(apart);
+                d.request(1, read(2));
+                d.deliver_while(apart);
+                // Primary 1's Commit reaches 0, which starts to catch up;
+                // what 0 sends (its GetState among them) is lost.
+                d.fire(1, Timer::Heartbeat);
+                d.deliver_while(|_, e| e.from != ReplicaId(0));
+                expect(d, 0, Status::ViewChange, View(1), CommitNumber(1));
+                assert!(
+                    d.replica(0).is_some_and(|r| r.catch_up().is_some()),
+                    "prelude: replica 0 is not catching up:\n{}",
+                    d.describe()
+                );
+                // View 2 without replica 0, cut off long enough that 1 and
+                // 2 spend every attempt of their messages to it and count it
+                // disconnected: no StartView of view 2 will reach it. Then
+                // primary 2's Commit to 0 stays in flight.
+                d.fire(2, Timer::PrimaryTimeout);
+                d.deliver_while(apart);
+                for _ in 0..configs[0].attempts_max() {
+                    for id in [1, 2] {
+                        d.fire(id, Timer::Resend);
+                    }
+                    d.deliver_while(apart);
+                }
+                for id in [1, 2] {
+                    let r = d.replica(id).expect("up");
+                    assert!(
+                        !r.delivery().is_connected(ReplicaId(0))
+                            && r.delivery()
+                                .unconfirmed()
+                                .values()
+                                .all(|u| u.to != ReplicaId(0)),
+                        "prelude: replica {id} still sends to replica 0:\n{}",
+                        d.describe()
+                    );
+                }
+                d.fire(2, Timer::Heartbeat);
+                d.deliver_until(|to, _| to == ReplicaId(0));
+                assert!(
+                    d.in_flight.iter().any(|(to, e)| *to == ReplicaId(0)
+                        && e.from == ReplicaId(2)
+                        && matches!(&e.msg, Message::Commit(c) if c.view == View(2))),
+                    "prelude: primary 2's Commit to replica 0 is not in flight:\n{}",
+                    d.describe()
+                );
+                expect(d, 1, Status::Normal, View(2), CommitNumber(2));
+                expect(d, 2, Status::Normal, View(2), CommitNumber(2));
+                expect(d, 0, Status::ViewChange, View(1), CommitNumber(1));
             }
         }
     }

@@ -124,6 +124,10 @@ fn live_view(model: &VrModel, state: &VrState) -> bool {
     liveness::live_view(&snapshot(&model.cfg, state)).is_ok()
 }
 
+fn live_join(model: &VrModel, state: &VrState) -> bool {
+    liveness::live_join(&snapshot(&model.cfg, state)).is_ok()
+}
+
 fn linearizable(_: &VrModel, state: &VrState) -> bool {
     state.history.linearizability.is_consistent()
 }
@@ -232,6 +236,10 @@ pub fn expected_sometimes(cfg: &ModelConfig) -> Vec<&'static str> {
         // view 1 by state transfer.
         names.extend([CHECKPOINT_FETCHED, STATE_TRANSFERRED]);
     }
+    if cfg.prelude == Some(Prelude::CatchUpOvertaken) {
+        // Replica 0 fetches view 2's log from primary 2.
+        names.push(STATE_TRANSFERRED);
+    }
     if cfg.max_view >= u64::from(cfg.replicas) {
         names.push(PRIMARY_AGAIN);
     }
@@ -252,6 +260,7 @@ pub fn add_all(mut model: VrModel) -> VrModel {
     model = model.property(Expectation::Always, LINEARIZABLE, linearizable);
     model = model.property(Expectation::Always, liveness::LIVE_COMMIT, live_commit);
     model = model.property(Expectation::Always, liveness::LIVE_VIEW, live_view);
+    model = model.property(Expectation::Always, liveness::LIVE_JOIN, live_join);
     let sometimes: [(&'static str, Condition); 11] = [
         (SESSION_EXPIRED, |_, state| state.history.expired),
         (FILLED, filled),

@@ -178,6 +178,19 @@ pub fn all() -> Vec<Scenario> {
             depth: Some(8),
             strategy: Strategy::Bfs,
         },
+        Scenario {
+            name: "catch-up-overtaken",
+            about: "3 replicas, 1 crash, views up to 3, from a prelude in which replica 0, catching up to view 1 (its GetState lost), hears primary 2's Commit of view 2: it moves on to view 2 and fetches its log (LIVE-JOIN), and a crash can make it primary of view 3",
+            config: ModelConfig {
+                clients: 0,
+                crashes: 1,
+                max_view: 3,
+                prelude: Some(Prelude::CatchUpOvertaken),
+                ..base.clone()
+            },
+            depth: Some(7),
+            strategy: Strategy::Bfs,
+        },
     ]
 }
 

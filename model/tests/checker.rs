@@ -61,6 +61,15 @@ fn the_default_model_holds_every_invariant_and_reaches_every_behaviour_at_six_st
         );
     }
     assert!(report.passed());
+    // Only the Resend timer's expiry, with a message's attempts spent,
+    // counts a peer disconnected (spec/protocol.md, "Delivery").
+    let disconnected = trace(&report, properties::PEER_DISCONNECTED);
+    assert!(
+        disconnected
+            .last()
+            .is_some_and(|step| step.contains("Resend")),
+        "{disconnected:#?}"
+    );
 }
 
 #[test]
@@ -187,6 +196,7 @@ fn the_prelude_scenarios_hold_every_property_and_reach_their_deep_paths() {
         "after-recovery",
         "fill",
         "checkpoint-fetch",
+        "catch-up-overtaken",
     ] {
         let scenario = vr_model::scenarios::named(name).unwrap();
         let depth = scenario.depth.unwrap().min(6);
@@ -216,6 +226,32 @@ fn a_backup_that_sends_prepare_ok_against_its_own_commit_number_is_caught_by_a_p
     let fixed = run(cfg, 6);
     assert_eq!(status(&fixed, "LIVE-COMMIT"), "holds");
     assert_eq!(status(&fixed, "LIVE-VIEW"), "holds");
+}
+
+#[test]
+fn a_replica_catching_up_that_stays_in_its_old_view_on_hearing_a_newer_one_is_caught_by_live_join()
+{
+    let cfg = vr_model::scenarios::named("catch-up-overtaken")
+        .unwrap()
+        .config;
+    let report = run_with_bug(cfg.clone(), Bug::CatchUpIgnoresNewerView, 4);
+    // A quorum in view 2 commits without replica 0, so only LIVE-JOIN sees
+    // that it never rejoins.
+    assert_eq!(
+        violated(&report),
+        vec![vr_model::liveness::LIVE_JOIN],
+        "{report:#?}"
+    );
+    let fixed = run(cfg, 4);
+    assert_eq!(violated(&fixed), Vec::<&str>::new(), "{fixed:#?}");
+    // Fixed, replica 0 moves to view 2 and fetches its log from primary 2.
+    let transferred = trace(&fixed, properties::STATE_TRANSFERRED);
+    assert!(
+        transferred
+            .last()
+            .is_some_and(|s| s.starts_with("r2 -> r0: NewState") && s.contains("r0 Normal v2")),
+        "{transferred:#?}"
+    );
 }
 
 #[test]

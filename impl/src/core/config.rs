@@ -72,6 +72,12 @@ pub enum Bug {
     /// predecessor is still unconfirmed: a lost copy silences the heartbeats
     /// to that backup until the Resend timer's copies.
     SuppressUnconfirmedHeartbeat,
+    /// A replica catching up to view v that hears from the primary of a
+    /// newer view asks that primary again for view v's log instead of moving
+    /// to the newer view: the primary ignores a GetState of another view, so
+    /// the replica stays out until its view-change timer fires, a liveness
+    /// bug caught by LIVE-JOIN.
+    CatchUpIgnoresNewerView,
 }
 
 /// Why a configuration was refused.

@@ -83,11 +83,20 @@ impl<S: StateMachine> Replica<S> {
     ) {
         debug_assert!(view > self.view || (view == self.view && self.status == Status::ViewChange));
         debug_assert_eq!(from, self.config.primary(view));
-        if view == self.view
-            && let Some(catch_up) = &self.catch_up
+        #[allow(unused_mut)]
+        let mut same_view = view == self.view;
+        #[cfg(feature = "wrong-variants")]
+        if self
+            .config
+            .has_bug(super::config::Bug::CatchUpIgnoresNewerView)
         {
+            same_view = true;
+        }
+        if same_view && let Some(catch_up) = &self.catch_up {
             // The request may have been lost: ask again. While the last one is
-            // unconfirmed, the same GetState adds nothing.
+            // unconfirmed, the same GetState adds nothing. A newer view's
+            // primary would ignore a GetState of this view (LIVE-JOIN): the
+            // replica moves to the newer view instead, below.
             debug!(replica = ?self.id(), ?view, "catching up already: asking again");
             let holds = catch_up.op_number();
             self.request_state_after(from, holds, effects);

@@ -83,9 +83,15 @@ impl<S: StateMachine> Delivery<S> {
             // Entering a view forgets older views' messages and the
             // Recovery messages (`forget_older_views`); a recovering
             // replica's view is the one it fetches from, not one it entered.
+            // NewState and NewCheckpoint carry the asker's view, which may
+            // be older: primary(v) filling in, or a replica recovering.
+            let reply = matches!(u.msg, Message::NewState(_) | Message::NewCheckpoint(_));
             if !recovering {
-                if u.msg.view().is_some_and(|v| v < view) {
-                    return Err(format!("{id:?} of an older view than {view:?}"));
+                if !reply && u.msg.view().is_some_and(|v| v < view) {
+                    return Err(format!(
+                        "{id:?} ({}) of an older view than {view:?}",
+                        u.msg.name()
+                    ));
                 }
                 if matches!(u.msg, Message::Recovery(_)) {
                     return Err(format!(

@@ -141,15 +141,6 @@ impl<S: StateMachine> Log<S> {
         self.unpersisted.lower_to(self.op_number());
     }
 
-    /// Drops every entry above `commit` (never below the base).
-    pub fn truncate(&mut self, commit: CommitNumber) {
-        let keep = commit.0.saturating_sub(self.base.0);
-        self.entries
-            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
-        self.unpersisted
-            .lower_to(commit.as_op().max(self.base).next());
-    }
-
     /// This log cut back to op-number `op` (at least its base).
     pub fn truncated(&self, op: OpNumber) -> Log<S> {
         let mut unpersisted = self.unpersisted;

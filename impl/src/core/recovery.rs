@@ -32,11 +32,6 @@ impl<S: StateMachine> RecoveryProgress<S> {
         }
     }
 
-    /// This recovery's nonce.
-    pub fn nonce(&self) -> Nonce {
-        self.nonce
-    }
-
     /// The replicas that have answered, with the view each answered from.
     pub fn responses(&self) -> &BTreeMap<ReplicaId, View> {
         &self.responses

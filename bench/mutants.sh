@@ -15,8 +15,9 @@
 # whether the checker catches a known bug, not whether the core is right).
 #
 # Not mutated: impl/src/core/invariants.rs (the checker's own predicates: a
-# weakened invariant is the test, not the code under test) and Debug/Display
-# impls.
+# weakened invariant is the test, not the code under test), Debug/Display
+# impls, and the wrong-variant switches of Config (feature wrong-variants,
+# off in every build but the model's tests).
 #
 #   bash bench/mutants.sh                    # every mutant (hours on 2 cores)
 #   SHARD=0/16 bash bench/mutants.sh         # a 1-in-16 sample, round-robin
@@ -41,10 +42,10 @@ args=(
     --file 'impl/src/core/*.rs'
     --exclude impl/src/core/invariants.rs
     --exclude-re 'impl (fmt::)?(Debug|Display) for'
+    --exclude-re 'Config::(with_bug|has_bug|is_wrong_variant)'
     --test-package vr-model --test-package vr-tests
-    --sharding round-robin
 )
-[ -n "${SHARD:-}" ] && args+=(--shard "$SHARD")
+[ -n "${SHARD:-}" ] && args+=(--shard "$SHARD" --sharding round-robin)
 if [ -n "${IN_PLACE:-}" ]; then args+=(--in-place); else args+=(--jobs 1); fi
 
 # cargo-mutants 27 runs its baseline on the mutated package's tests only, not

@@ -182,7 +182,9 @@ impl Prelude {
                 d.restart(configs[2], PRELUDE_RECOVERY_NONCE);
                 expect(d, 0, Status::Normal, View(0), CommitNumber(0));
                 expect(d, 1, Status::Normal, View(0), CommitNumber(0));
-                let recovering = d.replica(2).is_some_and(|r| r.status() == Status::Recovering);
+                let recovering = d
+                    .replica(2)
+                    .is_some_and(|r| r.status() == Status::Recovering);
                 assert!(
                     recovering && d.in_flight.len() == 2,
                     "prelude: replica 2 is not recovering with its two Recovery messages in flight:\n{}",

@@ -228,6 +228,14 @@ pub fn envelopes() -> Vec<Malformed> {
         envelope(1, 0, start_view(suffix(1, 2, 1), 0), START_VIEW_MALFORMED),
         // a commit-number beyond the log.
         envelope(1, 0, start_view(suffix(0, 0, 0), 1), START_VIEW_MALFORMED),
+        // state_transfer.rs, ignore_new_state: from replica 2, not the
+        // primary of view 0.
+        envelope(
+            2,
+            1,
+            new_state(0, 1, 1, 0),
+            "state is fetched from the primary only",
+        ),
         // state_transfer.rs, ignore_new_state, one clause each: entries
         // beyond the sender's op-number,
         envelope(0, 1, new_state(0, 2, 1, 0), NEW_STATE_MALFORMED),

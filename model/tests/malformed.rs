@@ -89,7 +89,7 @@ fn every_malformed_message_is_refused_by_its_guard_and_changes_nothing_but_an_ac
             );
         }
         // Every clause of every guard: one message each, none twice.
-        assert_eq!(crafted.len(), 25);
+        assert_eq!(crafted.len(), 26);
         for (to, request, refused_by) in malformed::requests() {
             let sent = start.network.iter_all().any(|e| {
                 usize::from(e.dst) == usize::from(to.0)

@@ -296,7 +296,10 @@ where
     }
 
     fn is_done(&self) -> bool {
-        self.shared.done.load(Ordering::Acquire)
+        // A search that panicked (a core assertion failing in a step) never
+        // sets `done`: its thread has ended, so it is done too, and `join`
+        // raises its panic instead of the caller waiting for ever.
+        self.shared.done.load(Ordering::Acquire) || self.handles.iter().all(|h| h.is_finished())
     }
 }
 

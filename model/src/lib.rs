@@ -14,6 +14,7 @@ pub mod check;
 pub mod driver;
 pub mod invariants;
 pub mod liveness;
+pub mod malformed;
 pub mod model;
 pub mod prelude;
 pub mod properties;

@@ -159,6 +159,10 @@ struct ModelArgs {
     /// newcomers, a newcomer's Register prunes a client's session.
     #[arg(long)]
     client_table_max: Option<u64>,
+    /// Start with malformed messages in flight, as a replica with a bug that
+    /// holds the cluster key sends them; each must be refused by a guard.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    malformed: Option<bool>,
     /// Explore paths of at most this many steps.
     #[arg(long)]
     depth: Option<usize>,
@@ -189,6 +193,7 @@ impl ModelArgs {
         cfg.client_table_max = self.client_table_max.unwrap_or(cfg.client_table_max);
         cfg.lossy = self.lossy.unwrap_or(cfg.lossy);
         cfg.duplicating = self.duplicating.unwrap_or(cfg.duplicating);
+        cfg.malformed = self.malformed.unwrap_or(cfg.malformed);
         cfg.max_view = self.max_view.unwrap_or(cfg.max_view);
         if let Some(down) = self.down {
             cfg.down = down;

@@ -3,6 +3,7 @@
 
 use crate::actors::{ActorState, Msg, ReplicaState, VrActor, client_id};
 use crate::driver::Driver;
+use crate::malformed;
 use crate::prelude::{Prelude, open_sessions};
 use crate::properties;
 use crate::register::Register;
@@ -65,6 +66,10 @@ pub struct ModelConfig {
     /// sessions"): below `clients` + `newcomers`, a newcomer's Register
     /// prunes a client's session.
     pub client_table_max: u64,
+    /// Whether the model starts with [`crate::malformed`]'s messages in
+    /// flight: content only a replica with a bug sends, each refused by a
+    /// guard of the core. Needs 3 replicas, none down.
+    pub malformed: bool,
 }
 
 impl Default for ModelConfig {
@@ -88,6 +93,7 @@ impl Default for ModelConfig {
             durable: false,
             newcomers: 0,
             client_table_max: vr::core::CLIENT_TABLE_MAX_DEFAULT,
+            malformed: false,
         }
     }
 }
@@ -201,6 +207,11 @@ impl ModelConfig {
                 self.client_table_max
             ));
         }
+        if self.malformed && (self.replicas != 3 || self.down != 0) {
+            return Err(
+                "--malformed needs --replicas 3 --down 0: its messages name replicas 0-2".into(),
+            );
+        }
         if let Some(only) = self.crash_only {
             if only >= self.replicas || only < self.down {
                 return Err(format!("--crash-only {only} names no running replica"));
@@ -277,12 +288,29 @@ impl ModelConfig {
             .map(|d| d.in_flight)
             .unwrap_or_default()
             .into_iter()
+            .chain(
+                malformed::envelopes()
+                    .into_iter()
+                    .filter(|_| self.malformed)
+                    .map(|m| (m.to, m.envelope)),
+            )
             .filter(|(to, _)| to.0 >= self.down)
             .map(|(to, envelope)| Envelope {
                 src: Id::from(usize::from(envelope.from.0)),
                 dst: Id::from(usize::from(to.0)),
                 msg: Msg::Replica(Arc::new(envelope)),
             })
+            .chain(
+                malformed::requests()
+                    .into_iter()
+                    .filter(|_| self.malformed)
+                    .map(|(to, request, _)| Envelope {
+                        // Not a client's: no history records it.
+                        src: Id::from(malformed::REQUEST_SENDER),
+                        dst: Id::from(usize::from(to.0)),
+                        msg: Msg::Request(request),
+                    }),
+            )
             .collect();
         let (replica_count, requests) = (self.replicas, self.requests);
         let clients: Vec<VrActor> = (0..self.clients)

@@ -61,6 +61,11 @@ pub fn open_sessions(d: &mut Driver<Register>, clients: u8, prelude: bool) {
     d.deliver_all();
 }
 
+/// The nonce of replica 2's recovery in the [`Prelude::Recovering`] and
+/// [`Prelude::RecoveredOnce`] preludes: one the model's own restarts (1, 2,
+/// ...) never use.
+pub const PRELUDE_RECOVERY_NONCE: u64 = 1_000;
+
 /// A named starting state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Prelude {
@@ -77,6 +82,11 @@ pub enum Prelude {
     /// Normal in view 0. A crash of 2 is its second; a crash of the primary
     /// is a view change after a completed recovery.
     RecoveredOnce,
+    /// Replica 2 crashed and restarted after the prelude's session
+    /// committed; its Recovery messages (nonce [`PRELUDE_RECOVERY_NONCE`])
+    /// are in flight, replicas 0 and 1 Normal in view 0. A recovery under
+    /// way from the first step, without a crash's and a restart's steps.
+    Recovering,
     /// Primary 0 is gone after committing ops 1-3 with replica 2 alone;
     /// replica 1 holds nothing. The view change to view 1 is under way, 2's
     /// DoViewChange in flight: with one committed entry per message, primary
@@ -169,12 +179,25 @@ impl Prelude {
                 d.fire(0, Timer::Heartbeat);
                 d.deliver_all();
                 d.crash(2);
-                // A nonce the model's own restarts (1, 2, ...) never use.
-                d.restart(configs[2], 1_000);
+                d.restart(configs[2], PRELUDE_RECOVERY_NONCE);
                 d.deliver_all();
                 for id in 0..3 {
                     expect(d, id, Status::Normal, View(0), CommitNumber(1));
                 }
+            }
+            Prelude::Recovering => {
+                d.crash(2);
+                d.restart(configs[2], PRELUDE_RECOVERY_NONCE);
+                expect(d, 0, Status::Normal, View(0), CommitNumber(0));
+                expect(d, 1, Status::Normal, View(0), CommitNumber(0));
+                let recovering = d
+                    .replica(2)
+                    .is_some_and(|r| r.status() == Status::Recovering);
+                assert!(
+                    recovering && d.in_flight.len() == 2,
+                    "prelude: replica 2 is not recovering with its two Recovery messages in flight:\n{}",
+                    d.describe()
+                );
             }
             Prelude::FillNeeded => {
                 let apart = |to: ReplicaId, e: &vr::core::Envelope<Register>| {

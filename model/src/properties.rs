@@ -222,7 +222,7 @@ pub fn expected_sometimes(cfg: &ModelConfig) -> Vec<&'static str> {
         names.extend([REQUEST_COMMITTED, STATE_TRANSFERRED]);
     }
     // In durable mode a restarted replica rebuilds itself from its disk.
-    if cfg.crashes > 0 && !cfg.durable {
+    if (cfg.crashes > 0 && !cfg.durable) || cfg.prelude == Some(Prelude::Recovering) {
         names.push(RECOVERED);
     }
     if (cfg.crashes > 0 || cfg.down >= 2) && cfg.max_view >= 2 {

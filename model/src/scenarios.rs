@@ -191,6 +191,18 @@ pub fn all() -> Vec<Scenario> {
             depth: Some(7),
             strategy: Strategy::Bfs,
         },
+        Scenario {
+            name: "malformed",
+            about: "3 replicas, no client, from a prelude in which replica 2 restarted and is recovering: malformed messages in flight from the start, as a replica with a bug that holds the cluster key sends them (model/src/malformed.rs), each refused by a guard of the core, while the recovery or a view change goes on",
+            config: ModelConfig {
+                clients: 0,
+                prelude: Some(Prelude::Recovering),
+                malformed: true,
+                ..base.clone()
+            },
+            depth: Some(5),
+            strategy: Strategy::Bfs,
+        },
     ]
 }
 

@@ -27,9 +27,9 @@
 use crate::prelude::PRELUDE_RECOVERY_NONCE;
 use crate::register::{Register, RegisterOperation};
 use vr::core::{
-    ClientId, Command, Commit, CommitNumber, DoViewChange, Entry, Envelope, LogSuffix, Message,
-    MessageId, NewState, Nonce, OpNumber, Prepare, PrepareOk, PrimaryState, RecoveryResponse,
-    ReplicaId, Request, RequestNumber, StartView, View,
+    ClientId, Command, Commit, CommitNumber, DoViewChange, Entry, Envelope, GetCheckpoint,
+    LogSuffix, Message, MessageId, NUMBER_MAX, NewState, Nonce, OpNumber, Prepare, PrepareOk,
+    PrimaryState, RecoveryResponse, ReplicaId, Request, RequestNumber, StartView, View,
 };
 
 /// An op-number no model run reaches.
@@ -48,8 +48,13 @@ pub struct Malformed {
     pub to: ReplicaId,
     pub envelope: Envelope<Register>,
     /// The guard's reason, as the receiver logs it at debug level on the
-    /// line that begins `ignore` and the message's name.
+    /// line that begins `ignore` and the message's name (or `ignore
+    /// envelope`, for the guards of the envelope itself).
     pub refused_by: &'static str,
+    /// Whether the receiver acknowledges it: every envelope from another
+    /// replica of the cluster with numbers in range is acknowledged,
+    /// whatever its content (spec/protocol.md, "Delivery").
+    pub acked: bool,
 }
 
 /// An entry as a Prepare or a log carries it (its content does not matter:
@@ -81,6 +86,15 @@ fn envelope(from: u8, to: u8, msg: Message<Register>, refused_by: &'static str) 
             msg,
         },
         refused_by,
+        acked: true,
+    }
+}
+
+/// Like [`envelope`], for an envelope refused before it is acknowledged.
+fn unacknowledged(from: u8, to: u8, msg: Message<Register>, refused_by: &'static str) -> Malformed {
+    Malformed {
+        acked: false,
+        ..envelope(from, to, msg, refused_by)
     }
 }
 
@@ -143,6 +157,53 @@ pub fn envelopes() -> Vec<Malformed> {
         "malformed: entries or commit-number beyond the sender's op-number";
     const RECOVERY_RESPONSE_MALFORMED: &str = "malformed primary state";
     vec![
+        // replica.rs, on_envelope: from replica 3, which is not in the
+        // cluster,
+        unacknowledged(
+            3,
+            0,
+            Message::Commit(Commit {
+                view: View(0),
+                commit: CommitNumber(0),
+                op: OpNumber(0),
+            }),
+            "sender is not another replica of the cluster",
+        ),
+        // and a view-number above NUMBER_MAX.
+        unacknowledged(
+            0,
+            1,
+            Message::Commit(Commit {
+                view: View(NUMBER_MAX + 1),
+                commit: CommitNumber(0),
+                op: OpNumber(0),
+            }),
+            "a view-, op- or commit-number above NUMBER_MAX",
+        ),
+        // replica.rs, on_envelope: a client's Request inside a replica
+        // envelope.
+        envelope(
+            2,
+            0,
+            Message::Request(Request {
+                operation: Command::Apply(RegisterOperation::Read),
+                client: ClientId::granted(OpNumber(1), 99),
+                request: RequestNumber(1),
+            }),
+            "client message inside a replica envelope",
+        ),
+        // checkpoint.rs, on_get_checkpoint: to a replica that holds no
+        // checkpoint (the model checkpoints only with --checkpoint-interval).
+        envelope(
+            2,
+            0,
+            Message::GetCheckpoint(GetCheckpoint {
+                view: View(0),
+                commit: CommitNumber(BEYOND),
+                part: 0,
+            }),
+            "no checkpoint",
+        ),
         // normal.rs, on_prepare: a Prepare without entries.
         envelope(0, 1, prepare(1, 0), PREPARE_MALFORMED),
         // normal.rs, on_prepare: more entries than its op-number.

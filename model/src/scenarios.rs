@@ -143,6 +143,20 @@ pub fn all() -> Vec<Scenario> {
             strategy: Strategy::Bfs,
         },
         Scenario {
+            name: "fill-from-checkpoint",
+            about: "as `fill` with a checkpoint every 2 entries: replica 2 has compacted the entries primary 1 lacks, so primary 1 fetches replica 2's checkpoint in their place before it can start the view",
+            config: ModelConfig {
+                clients: 0,
+                down: 1,
+                message_weight_max: 1,
+                checkpoint_interval: 2,
+                prelude: Some(Prelude::FillNeeded),
+                ..base.clone()
+            },
+            depth: Some(8),
+            strategy: Strategy::Bfs,
+        },
+        Scenario {
             name: "durable",
             about: "as `default` in durable mode, 2 crashes, views up to 2: more than f replicas down at once, each restarting from what it persisted (spec/protocol.md, \"Durability\")",
             config: ModelConfig {

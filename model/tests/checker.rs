@@ -255,6 +255,23 @@ fn a_replica_catching_up_that_stays_in_its_old_view_on_hearing_a_newer_one_is_ca
 }
 
 #[test]
+fn a_new_primary_filling_in_entries_its_source_compacted_fetches_the_source_s_checkpoint() {
+    let scenario = vr_model::scenarios::named("fill-from-checkpoint").unwrap();
+    let report = run(scenario.config, scenario.depth.unwrap());
+    assert!(report.passed(), "{report:#?}");
+    // Replica 2 discarded ops 1-2 behind its checkpoint: primary 1 asks for
+    // them, gets the checkpoint, then the entries after it, and starts view 1.
+    let filled = trace(&report, properties::FILLED);
+    assert!(
+        filled
+            .iter()
+            .any(|s| s.starts_with("r2 -> r1: NewCheckpoint"))
+            && filled.last().is_some_and(|s| s.contains("r1 Normal v1")),
+        "{filled:#?}"
+    );
+}
+
+#[test]
 fn a_replica_behind_the_new_primary_s_checkpoint_fetches_it_in_parts_and_then_catches_up() {
     let scenario = vr_model::scenarios::named("checkpoint-fetch").unwrap();
     let report = run(scenario.config, 6);

@@ -153,7 +153,7 @@ pub fn all() -> Vec<Scenario> {
                 prelude: Some(Prelude::FillNeeded),
                 ..base.clone()
             },
-            depth: Some(8),
+            depth: Some(10),
             strategy: Strategy::Bfs,
         },
         Scenario {

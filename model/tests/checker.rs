@@ -257,7 +257,7 @@ fn a_replica_catching_up_that_stays_in_its_old_view_on_hearing_a_newer_one_is_ca
 #[test]
 fn a_new_primary_filling_in_entries_its_source_compacted_fetches_the_source_s_checkpoint() {
     let scenario = vr_model::scenarios::named("fill-from-checkpoint").unwrap();
-    let report = run(scenario.config, scenario.depth.unwrap());
+    let report = run(scenario.config, 8);
     assert!(report.passed(), "{report:#?}");
     // Replica 2 discarded ops 1-2 behind its checkpoint: primary 1 asks for
     // them, gets the checkpoint, then the entries after it, and starts view 1.

@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use vr::core::{
-    Config, Effect, Envelope, Input, Nonce, Replica, ReplicaId, Request, StateMachine, Timer,
+    ClientId, Config, Effect, Envelope, Input, Nonce, Replica, ReplicaId, Request, RequestNumber,
+    StateMachine, Timer,
 };
 
 /// Replicas (`None` while crashed) with the timers each has set, and the
@@ -16,6 +17,9 @@ pub struct Driver<S: StateMachine> {
     pub timers: Vec<BTreeSet<Timer>>,
     /// Messages in flight, each with its receiver.
     pub in_flight: Vec<(ReplicaId, Envelope<S>)>,
+    /// The Replies sent since the driver was built, by whom and to which
+    /// client's request, oldest first.
+    pub replied: Vec<(ReplicaId, ClientId, RequestNumber)>,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -26,6 +30,7 @@ impl<S: StateMachine> Driver<S> {
             replicas: Vec::new(),
             timers: vec![BTreeSet::new(); configs.len()],
             in_flight: Vec::new(),
+            replied: Vec::new(),
         };
         for config in configs {
             let mut effects = Vec::new();
@@ -52,8 +57,9 @@ impl<S: StateMachine> Driver<S> {
                 Effect::CancelTimer(timer) => {
                     self.timers[usize::from(id.0)].remove(&timer);
                 }
+                Effect::Reply(reply) => self.replied.push((id, reply.client, reply.request)),
                 // Durable at once: the driver never loses a write.
-                Effect::Reply(_) | Effect::Persist(_) => {}
+                Effect::Persist(_) => {}
             }
         }
     }

@@ -133,6 +133,42 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
+    /// Whether the leader, `target`'s primary, sent a Reply for each entry it
+    /// executed after op-number `executed` up to `target`'s op-number (paper
+    /// 4.1 step 5: the primary answers the client of each entry it executes).
+    fn replied_to_each(
+        &self,
+        target: (ReplicaId, View, vr::core::OpNumber),
+        executed: vr::core::OpNumber,
+    ) -> Result<(), String> {
+        let Some(leader) = self.leader() else {
+            return Err("no leader after the continuation".into());
+        };
+        let mut op = executed;
+        while op < target.2 {
+            op = op.next();
+            let Some(entry) = leader.log().get(op) else {
+                // Compacted behind a checkpoint: executed, not checked here.
+                continue;
+            };
+            let answered = self
+                .replied
+                .iter()
+                .any(|&(from, c, r)| from == target.0 && c == entry.client && r == entry.request);
+            if !answered {
+                return Err(format!(
+                    "primary {:?} of {:?} executed op {op:?} ({:?} {:?}) and sent its client no Reply:\n{}",
+                    target.0,
+                    target.1,
+                    entry.client,
+                    entry.request,
+                    self.describe()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the synchronous continuation until `done`, allowing the failure
     /// detectors' timers only if `failure_detectors`. Returns whether `done`
     /// held within the bound.
@@ -181,9 +217,11 @@ pub fn live_commit<S: StateMachine>(snapshot: &Snapshot<S>) -> Result<(), String
         return Ok(());
     }
     let target = (leader.id(), leader.view(), leader.op_number());
+    let executed = leader.commit_number().as_op();
     let mut run = snapshot.clone();
+    run.replied.clear();
     if run.continue_until(false, |s| s.committed(Some(target))) {
-        return Ok(());
+        return run.replied_to_each(target, executed);
     }
     Err(format!(
         "primary {:?} of {:?} held entries up to {:?} and, with a quorum up, a synchronous network and its heartbeats, did not commit them:\n{}",

@@ -113,6 +113,7 @@ pub fn snapshot(cfg: &ModelConfig, state: &VrState) -> Snapshot<Register> {
         replicas,
         timers,
         in_flight,
+        replied: Vec::new(),
     }
 }
 

@@ -635,6 +635,7 @@ fn check_progress(cluster: &Cluster) {
             .filter(|m| !cluster.cut.contains(&(m.envelope.from, m.to)))
             .map(|m| (m.to, m.envelope.clone()))
             .collect(),
+        replied: Vec::new(),
     };
     for id in vr_model::liveness::IDS {
         if let Err(detail) = vr_model::liveness::check(id, &snapshot) {

@@ -7,6 +7,10 @@
 #
 #   - model/tests/checker.rs: every named scenario at a few steps, the prelude
 #     scenarios at their depth bounds, the default model at six steps;
+#   - model/tests/malformed.rs: the `malformed` scenario's claim that each of
+#     its messages, at the scenario's start, is refused by the guard named
+#     for it (a guard weakened so that a message gets through changes the
+#     receiver, but within the scenario's bound need not break a property);
 #   - tests/tests/simulation.rs: the seeded simulator at CI's seed count.
 #
 # Not in the test command: the core's unit tests, the hand-written scenario
@@ -51,8 +55,8 @@ if [ -n "${IN_PLACE:-}" ]; then args+=(--in-place); else args+=(--jobs 1); fi
 # cargo-mutants 27 runs its baseline on the mutated package's tests only, not
 # on --test-package's: run the baseline here, and give each mutant five times
 # its test time (at least 5 minutes) before counting it as timed out.
-test_args=(--test checker --test simulation -- --skip pinned_number --skip is_caught --skip catches --skip timeout)
-cargo test --profile mutants -p vr-model -p vr-tests --no-run --test checker --test simulation
+test_args=(--test checker --test malformed --test simulation -- --skip pinned_number --skip is_caught --skip catches --skip timeout)
+cargo test --profile mutants -p vr-model -p vr-tests --no-run --test checker --test malformed --test simulation
 start=$(date +%s)
 cargo test --profile mutants -p vr-model -p vr-tests "${test_args[@]}" || {
     echo "mutants: the tests fail on the unmutated tree" >&2

@@ -171,11 +171,17 @@ fn the_counterexamples_of_the_wrong_variants_replay_step_for_step_through_the_wi
         let failures: Vec<_> = checker
             .discoveries()
             .into_iter()
-            .filter(|(name, _)| name.starts_with("INV-"))
+            // The search stops at the first violation, an invariant's or a
+            // progress property's (LIVE-...).
+            .filter(|(name, _)| name.starts_with("INV-") || name.starts_with("LIVE-"))
             .collect();
         assert!(!failures.is_empty(), "{bug:?}: no counterexample");
+        assert!(
+            property.is_empty() || failures.iter().any(|(name, _)| *name == property),
+            "{bug:?}: {property} not among {:?}",
+            failures.iter().map(|(name, _)| name).collect::<Vec<_>>()
+        );
         for (name, path) in failures {
-            assert!(property.is_empty() || name == property, "{bug:?}: {name}");
             let steps = replay(&model, path.into_vec());
             assert!(steps > 0, "{bug:?}: an empty counterexample");
             eprintln!("{bug:?}: the counterexample to {name} replayed, {steps} steps");

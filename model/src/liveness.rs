@@ -107,6 +107,15 @@ impl<S: StateMachine> Driver<S> {
         })
     }
 
+    /// The primary LIVE-COMMIT and LIVE-JOIN make their claims of: Normal in
+    /// the newest view, with a quorum of replicas up and not recovering, and
+    /// no backup of its view due to suspect it.
+    fn claimed_leader(&self) -> Option<&Replica<S>> {
+        let leader = self.leader()?;
+        (self.healthy() >= self.quorum() && !self.leader_due_to_be_suspected(leader))
+            .then_some(leader)
+    }
+
     /// Whether every replica that is up is Normal in a leader's view.
     fn joined(&self) -> bool {
         let Some(view) = self.leader().map(Replica::view) else {
@@ -210,12 +219,9 @@ impl<S: StateMachine> Driver<S> {
 /// backup of its view is due to suspect it (its Resend timer's last expiry is
 /// a failure detector, which LIVE-COMMIT does not let fire).
 pub fn live_commit<S: StateMachine>(snapshot: &Snapshot<S>) -> Result<(), String> {
-    let Some(leader) = snapshot.leader() else {
+    let Some(leader) = snapshot.claimed_leader() else {
         return Ok(());
     };
-    if snapshot.healthy() < snapshot.quorum() || snapshot.leader_due_to_be_suspected(leader) {
-        return Ok(());
-    }
     let target = (leader.id(), leader.view(), leader.op_number());
     let executed = leader.commit_number().as_op();
     let mut run = snapshot.clone();
@@ -251,13 +257,10 @@ pub fn live_view<S: StateMachine>(snapshot: &Snapshot<S>) -> Result<(), String> 
 /// LIVE-JOIN over `snapshot`: vacuously true where LIVE-COMMIT is, and
 /// where every replica that is up is Normal in the primary's view already.
 pub fn live_join<S: StateMachine>(snapshot: &Snapshot<S>) -> Result<(), String> {
-    let Some(leader) = snapshot.leader() else {
+    let Some(leader) = snapshot.claimed_leader() else {
         return Ok(());
     };
-    if snapshot.healthy() < snapshot.quorum()
-        || snapshot.leader_due_to_be_suspected(leader)
-        || snapshot.joined()
-    {
+    if snapshot.joined() {
         return Ok(());
     }
     let (id, view) = (leader.id(), leader.view());

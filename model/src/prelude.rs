@@ -200,9 +200,7 @@ impl Prelude {
                 );
             }
             Prelude::FillNeeded => {
-                let apart = |to: ReplicaId, e: &vr::core::Envelope<Register>| {
-                    to != ReplicaId(1) && e.from != ReplicaId(1)
-                };
+                let apart = cut_off(1);
                 for request in 1..=3 {
                     d.request(0, read(request));
                     d.deliver_while(apart);
@@ -218,9 +216,7 @@ impl Prelude {
                 expect(d, 2, Status::ViewChange, View(1), CommitNumber(3));
             }
             Prelude::CheckpointBehind => {
-                let apart = |to: ReplicaId, e: &vr::core::Envelope<Register>| {
-                    to != ReplicaId(2) && e.from != ReplicaId(2)
-                };
+                let apart = cut_off(2);
                 // After the sessions' Registers (ops 1 .. base), base + 1 ..
                 // base + 6: a checkpoint every 2 executed entries leaves
                 // primary 1 one at base + 5 with its log starting after the
@@ -252,9 +248,7 @@ impl Prelude {
                 expect(d, 2, Status::ViewChange, View(1), CommitNumber(0));
             }
             Prelude::CatchUpOvertaken => {
-                let apart = |to: ReplicaId, e: &vr::core::Envelope<Register>| {
-                    to != ReplicaId(0) && e.from != ReplicaId(0)
-                };
+                let apart = cut_off(0);
                 d.request(0, read(1));
                 d.deliver_all();
                 d.fire(0, Timer::Heartbeat);
@@ -323,6 +317,12 @@ fn write(client: ClientId, request: u64) -> Request<Register> {
         client,
         request: RequestNumber(request),
     }
+}
+
+/// For [`Driver::deliver_while`]: replica `id` is cut off, every message to
+/// or from it lost.
+fn cut_off(id: u8) -> impl Fn(ReplicaId, &vr::core::Envelope<Register>) -> bool + Copy {
+    move |to, e| to != ReplicaId(id) && e.from != ReplicaId(id)
 }
 
 fn read(client: ClientId, request: u64) -> Request<Register> {
